@@ -1,17 +1,169 @@
 //! Limits and advertised capabilities of a namespace.
 
-/// Broker settings. The Worker fills them from `wrangler.toml` `[vars]`;
-/// every field has a default.
+use codec::QoS;
+
+/// The largest stored row the Durable Object's SQLite accepts is 2 MB
+/// (Cloudflare Durable Objects limits, 2026). A stored message is one PUBLISH
+/// plus a header of a few bytes, so packets stay below this.
+const MAX_STORABLE_PACKET_SIZE: usize = 2_000_000 - 64;
+
+/// Broker settings. Every field has a default; see [`Config::set`] for how
+/// the Worker overrides them from `wrangler.toml`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// Largest packet accepted or sent, in bytes.
+    /// Largest packet accepted, in bytes, advertised to MQTT 5.0 clients as
+    /// Maximum Packet Size. Default 1 MiB; at most about 2 MB, the largest
+    /// row the store accepts.
     pub max_packet_size: usize,
     /// Milliseconds a new socket may wait before its CONNECT arrives.
+    /// Default 10 000.
     pub connect_timeout_ms: u64,
+    /// Largest keep alive, in seconds, granted to MQTT 5.0 clients; a client
+    /// asking for more (or for 0) gets this value as Server Keep Alive.
+    /// 0 (the default) grants what the client asks. MQTT 3.1.1 has no way to
+    /// tell the client, so its keep alive is always the client's.
+    pub max_keep_alive: u16,
+    /// Keep alive, in seconds, imposed on every MQTT 5.0 client as Server
+    /// Keep Alive. 0 (the default) leaves it to the client and
+    /// `max_keep_alive`.
+    pub server_keep_alive: u16,
+    /// Receive Maximum advertised to MQTT 5.0 clients: how many QoS 2
+    /// messages a client may have unreleased at once. Default 64.
+    pub receive_maximum: u16,
+    /// Most QoS 1 and 2 messages in flight to one client at once, further
+    /// capped by the client's own Receive Maximum. Default 32.
+    pub max_inflight: u16,
+    /// Most messages queued for one session (offline, or online with a full
+    /// in-flight window). A message that does not fit is dropped and
+    /// counted. Default 1000.
+    pub max_queued_messages: usize,
+    /// Most payload bytes queued for one session. Default 16 MiB.
+    pub max_queued_bytes: usize,
+    /// Highest topic alias a client may use, advertised to MQTT 5.0 clients
+    /// as Topic Alias Maximum. 0 turns topic aliases off. Default 10, because
+    /// the aliases are kept in the 16 KiB WebSocket attachment.
+    pub topic_alias_maximum: u16,
+    /// Highest QoS accepted from and granted to clients. Default 2.
+    pub max_qos: QoS,
+    /// Whether retained messages are kept. Default true.
+    pub retain_available: bool,
+    /// Whether QoS 0 messages are queued for offline sessions. Default false.
+    pub queue_qos0: bool,
+    /// Longest session expiry, in seconds, granted to a client. A 3.1.1
+    /// client with Clean Session 0 asks for "never"; it gets this.
+    /// Default `u32::MAX` (never expires).
+    pub session_expiry_maximum: u32,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { max_packet_size: 1024 * 1024, connect_timeout_ms: 10_000 }
+        Config {
+            max_packet_size: 1024 * 1024,
+            connect_timeout_ms: 10_000,
+            max_keep_alive: 0,
+            server_keep_alive: 0,
+            receive_maximum: 64,
+            max_inflight: 32,
+            max_queued_messages: 1000,
+            max_queued_bytes: 16 * 1024 * 1024,
+            topic_alias_maximum: 10,
+            max_qos: QoS::ExactlyOnce,
+            retain_available: true,
+            queue_qos0: false,
+            session_expiry_maximum: u32::MAX,
+        }
+    }
+}
+
+impl Config {
+    /// Parses one setting, named by its field name in snake_case, such as
+    /// `max_packet_size` or `retain_available`.
+    ///
+    /// The Worker passes each entry of its `[vars]` settings here. Numbers are
+    /// decimal; booleans are `true` or `false`; `max_qos` is 0, 1 or 2.
+    /// Returns an error naming the problem for an unknown name or a value
+    /// that does not parse or is out of range.
+    pub fn set(&mut self, name: &str, value: &str) -> Result<(), String> {
+        let value = value.trim();
+        match name {
+            "max_packet_size" => {
+                let size: usize = parse_number(value)?;
+                if !(16..=MAX_STORABLE_PACKET_SIZE).contains(&size) {
+                    return Err(format!(
+                        "{size} is out of range: expected 16 to {MAX_STORABLE_PACKET_SIZE} bytes"
+                    ));
+                }
+                self.max_packet_size = size;
+            }
+            "connect_timeout_ms" => self.connect_timeout_ms = parse_number(value)?,
+            "max_keep_alive" => self.max_keep_alive = parse_number(value)?,
+            "server_keep_alive" => self.server_keep_alive = parse_number(value)?,
+            "receive_maximum" => self.receive_maximum = parse_nonzero(value)?,
+            "max_inflight" => self.max_inflight = parse_nonzero(value)?,
+            "max_queued_messages" => self.max_queued_messages = parse_number(value)?,
+            "max_queued_bytes" => self.max_queued_bytes = parse_number(value)?,
+            "topic_alias_maximum" => self.topic_alias_maximum = parse_number(value)?,
+            "max_qos" => {
+                let level: u8 = parse_number(value)?;
+                self.max_qos = QoS::from_u8(level)
+                    .ok_or_else(|| format!("{level} is not a QoS: expected 0, 1 or 2"))?;
+            }
+            "retain_available" => self.retain_available = parse_bool(value)?,
+            "queue_qos0" => self.queue_qos0 = parse_bool(value)?,
+            "session_expiry_maximum" => self.session_expiry_maximum = parse_number(value)?,
+            _ => return Err(format!("unknown setting {name:?}")),
+        }
+        Ok(())
+    }
+}
+
+fn parse_number<T: std::str::FromStr>(value: &str) -> Result<T, String> {
+    value
+        .parse()
+        .map_err(|_| format!("{value:?} is not a valid number for this setting"))
+}
+
+fn parse_nonzero<T: std::str::FromStr + Default + PartialEq>(value: &str) -> Result<T, String> {
+    let number: T = parse_number(value)?;
+    if number == T::default() {
+        return Err("0 is not allowed: expected at least 1".to_string());
+    }
+    Ok(number)
+}
+
+fn parse_bool(value: &str) -> Result<bool, String> {
+    match value {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(format!(
+            "{value:?} is not a boolean: expected true or false"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_parses_known_settings() {
+        let mut config = Config::default();
+        config.set("max_packet_size", "2048").unwrap();
+        config.set("retain_available", "false").unwrap();
+        config.set("max_qos", "1").unwrap();
+        assert_eq!(config.max_packet_size, 2048);
+        assert!(!config.retain_available);
+        assert_eq!(config.max_qos, QoS::AtLeastOnce);
+    }
+
+    #[test]
+    fn set_rejects_unknown_and_invalid_values() {
+        let mut config = Config::default();
+        assert!(config.set("max_packet", "1").is_err());
+        assert!(config.set("max_qos", "3").is_err());
+        assert!(config.set("receive_maximum", "0").is_err());
+        assert!(config.set("max_packet_size", "3000000").is_err());
+        assert!(config.set("queue_qos0", "yes").is_err());
+        assert_eq!(config, Config::default());
     }
 }

@@ -17,14 +17,46 @@
 //!    because a PUBACK must not leave before the message it acknowledges is
 //!    stored.
 //!
+//! Call [`Broker::poll_output`] after [`Broker::restore`] too: restoring
+//! can close connections whose records are damaged and publish wills.
+//!
 //! Modules:
 //! - `config`: limits and advertised capabilities, with defaults.
-//! - `store`: the rows the core asks the embedding to keep.
+//! - `store`: the rows the core asks the embedding to keep, and their kinds.
+//! - `topic`: topic name and filter checks, matching, shared subscriptions.
+//! - `message`: application messages and their stored form.
+//! - `session`: sessions, subscriptions, in-flight and queued messages.
+//! - `connection`: per-socket state and its hibernation record.
+//! - `retained`: retained messages.
+//! - `connect`: CONNECT, CONNACK, session takeover and resumption.
+//! - `publish`: PUBLISH and its acknowledgements in both directions, routing.
+//! - `subscribe`: SUBSCRIBE and UNSUBSCRIBE.
+//! - `lifecycle`: the end of connections and sessions, wills and deadlines.
+//! - `restore`: rebuilding the state from rows and connection records.
 
 pub mod config;
 pub mod store;
+pub mod topic;
 
-use bytes::Bytes;
+mod connect;
+mod connection;
+mod lifecycle;
+mod message;
+mod publish;
+mod restore;
+mod retained;
+mod session;
+mod subscribe;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use bytes::{Bytes, BytesMut};
+use codec::{Packet, ProtocolVersion};
+
+use crate::connection::Connection;
+use crate::lifecycle::Ending;
+use crate::retained::Retained;
+use crate::session::Session;
 
 pub use config::Config;
 pub use store::{Row, RowKey, StoreOp};
@@ -48,49 +80,222 @@ pub enum Output {
 
 /// The protocol state of one namespace.
 pub struct Broker {
-    _private: (),
+    config: Config,
+    connections: BTreeMap<ConnId, Connection>,
+    sessions: BTreeMap<String, Session>,
+    retained: Retained,
+    outputs: VecDeque<Output>,
+    /// Connections whose record changed during the current event.
+    changed_records: BTreeSet<ConnId>,
+    next_conn_id: ConnId,
+    /// Rotates deliveries among the members of shared subscription groups.
+    shared_cursor: usize,
+    dropped_messages: u64,
 }
 
 impl Broker {
     /// Builds a broker from stored rows and the records of open sockets, as
-    /// saved through [`Output::SaveConnection`].
-    pub fn restore(config: Config, rows: Vec<Row>, connections: Vec<(ConnId, Bytes)>, now_ms: u64) -> Broker {
-        let _ = (config, rows, connections, now_ms);
-        todo!("broker: restore")
+    /// saved through [`Output::SaveConnection`]. Rows and records that do not
+    /// decode are skipped; a connection whose record is damaged is closed.
+    pub fn restore(
+        config: Config,
+        rows: Vec<Row>,
+        connections: Vec<(ConnId, Bytes)>,
+        now_ms: u64,
+    ) -> Broker {
+        let mut broker = Broker {
+            config,
+            connections: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+            retained: Retained::default(),
+            outputs: VecDeque::new(),
+            changed_records: BTreeSet::new(),
+            next_conn_id: 1,
+            shared_cursor: 0,
+            dropped_messages: 0,
+        };
+        broker.restore_rows(rows, now_ms);
+        broker.restore_connections(connections, now_ms);
+        broker.flush_records();
+        broker
     }
 
     /// Registers a new socket and returns its id.
     pub fn handle_open(&mut self, now_ms: u64) -> ConnId {
-        let _ = now_ms;
-        todo!("broker: handle_open")
+        let conn = self.next_conn_id;
+        self.next_conn_id += 1;
+        self.connections.insert(conn, Connection::new(now_ms));
+        self.changed_records.insert(conn);
+        self.flush_records();
+        conn
     }
 
-    /// Processes bytes received on a socket.
+    /// Processes bytes received on a socket. Bytes for an unknown or closed
+    /// socket are ignored.
     pub fn handle_data(&mut self, conn: ConnId, data: &[u8], now_ms: u64) {
-        let _ = (conn, data, now_ms);
-        todo!("broker: handle_data")
+        let Some(connection) = self.connections.get_mut(&conn) else {
+            return;
+        };
+        connection.buffer.extend_from_slice(data);
+        self.changed_records.insert(conn);
+        self.read_packets(conn, now_ms);
+        self.flush_records();
     }
 
-    /// Processes the close of a socket, by the peer or after an error.
+    /// Processes the close of a socket, by the peer or after an error. The
+    /// close of a socket the broker already closed (after a takeover, say)
+    /// changes nothing.
     pub fn handle_closed(&mut self, conn: ConnId, now_ms: u64) {
-        let _ = (conn, now_ms);
-        todo!("broker: handle_closed")
+        self.end_connection(conn, Ending::SocketClosed, now_ms);
+        self.flush_records();
     }
 
     /// Runs every deadline that has passed: keepalive, CONNECT timeout,
-    /// will delay, session and message expiry, retransmission.
+    /// will delay and session expiry.
     pub fn handle_timeout(&mut self, now_ms: u64) {
-        let _ = now_ms;
-        todo!("broker: handle_timeout")
+        self.run_deadlines(now_ms);
+        self.flush_records();
     }
 
     /// The earliest time at which [`Broker::handle_timeout`] has work to do.
+    /// Message expiry sets no deadline: expired messages are dropped when
+    /// they would be sent.
     pub fn next_timeout(&self) -> Option<u64> {
-        todo!("broker: next_timeout")
+        self.earliest_deadline()
     }
 
     /// The next action for the embedding, in order.
     pub fn poll_output(&mut self) -> Option<Output> {
-        todo!("broker: poll_output")
+        self.outputs.pop_front()
+    }
+
+    /// Number of open sockets, including those still waiting for CONNECT.
+    pub fn connection_count(&self) -> usize {
+        self.connections.len()
+    }
+
+    /// Number of sessions, connected or not.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Number of retained messages.
+    pub fn retained_count(&self) -> usize {
+        self.retained.len()
+    }
+
+    /// Messages dropped since this broker was built because a session queue
+    /// was full or a message exceeded a client's Maximum Packet Size.
+    pub fn dropped_messages(&self) -> u64 {
+        self.dropped_messages
+    }
+
+    /// Decodes and handles every whole packet in the connection's buffer.
+    fn read_packets(&mut self, conn: ConnId, now_ms: u64) {
+        loop {
+            let Some(connection) = self.connections.get_mut(&conn) else {
+                return;
+            };
+            let version = connection.version();
+            let decoded =
+                codec::decode(&mut connection.buffer, version, self.config.max_packet_size);
+            match decoded {
+                Ok(Some(packet)) => {
+                    connection.last_packet_ms = now_ms;
+                    self.handle_packet(conn, packet, now_ms);
+                }
+                Ok(None) => return,
+                Err(error) => {
+                    log::debug!("connection {conn}: {error}");
+                    self.handle_decode_error(conn, version, &error, now_ms);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn handle_packet(&mut self, conn: ConnId, packet: Packet, now_ms: u64) {
+        let connected = self
+            .connections
+            .get(&conn)
+            .is_some_and(|c| c.session.is_some());
+        match packet {
+            Packet::Connect(connect) if !connected => self.handle_connect(conn, connect, now_ms),
+            // A second CONNECT is a protocol error (MQTT-3.1.0-2).
+            Packet::Connect(_) => self.protocol_error(conn, "second CONNECT", now_ms),
+            _ if !connected => self.protocol_error(conn, "first packet is not CONNECT", now_ms),
+            Packet::Publish(publish) => self.handle_publish(conn, publish, now_ms),
+            Packet::PubAck(ack) => self.handle_puback(conn, ack.pkid, now_ms),
+            Packet::PubRec(rec) => self.handle_pubrec(conn, rec, now_ms),
+            Packet::PubRel(rel) => self.handle_pubrel(conn, rel.pkid),
+            Packet::PubComp(comp) => self.handle_pubcomp(conn, comp.pkid, now_ms),
+            Packet::Subscribe(subscribe) => self.handle_subscribe(conn, subscribe, now_ms),
+            Packet::Unsubscribe(unsubscribe) => self.handle_unsubscribe(conn, unsubscribe),
+            Packet::PingReq => self.send(conn, &Packet::PingResp),
+            Packet::Disconnect(disconnect) => self.handle_disconnect(conn, disconnect, now_ms),
+            // The broker offers no extended authentication, so AUTH is never
+            // expected; nor are the packets only a server sends.
+            Packet::Auth(_)
+            | Packet::ConnAck(_)
+            | Packet::SubAck(_)
+            | Packet::UnsubAck(_)
+            | Packet::PingResp => self.protocol_error(conn, "unexpected packet type", now_ms),
+        }
+    }
+
+    /// Closes a connection that broke a protocol rule, with DISCONNECT 0x82
+    /// for MQTT 5.0 clients.
+    fn protocol_error(&mut self, conn: ConnId, detail: &str, now_ms: u64) {
+        log::debug!("connection {conn}: protocol error: {detail}");
+        let reason = codec::ReasonCode::ProtocolError;
+        self.end_connection(conn, Ending::ServerClose(reason), now_ms);
+    }
+
+    /// Encodes a packet for a connection in its protocol version and queues
+    /// it, appended to the previous output when that is a send to the same
+    /// socket so that one event produces few WebSocket messages.
+    fn send(&mut self, conn: ConnId, packet: &Packet) {
+        let Some(version) = self.connections.get(&conn).and_then(Connection::version) else {
+            return;
+        };
+        self.send_as(conn, version, packet);
+    }
+
+    fn send_as(&mut self, conn: ConnId, version: ProtocolVersion, packet: &Packet) {
+        let mut bytes = BytesMut::new();
+        codec::encode(packet, version, &mut bytes);
+        self.send_bytes(conn, bytes.freeze());
+    }
+
+    fn send_bytes(&mut self, conn: ConnId, bytes: Bytes) {
+        if let Some(Output::Send {
+            conn: last_conn,
+            bytes: last,
+        }) = self.outputs.back_mut()
+        {
+            if *last_conn == conn {
+                let mut joined = BytesMut::with_capacity(last.len() + bytes.len());
+                joined.extend_from_slice(last);
+                joined.extend_from_slice(&bytes);
+                *last = joined.freeze();
+                return;
+            }
+        }
+        self.outputs.push_back(Output::Send { conn, bytes });
+    }
+
+    fn store(&mut self, op: StoreOp) {
+        self.outputs.push_back(Output::Store(op));
+    }
+
+    /// Emits the record of every connection that changed.
+    fn flush_records(&mut self) {
+        for conn in std::mem::take(&mut self.changed_records) {
+            if let Some(connection) = self.connections.get(&conn) {
+                let record = connection.encode_record();
+                self.outputs
+                    .push_back(Output::SaveConnection { conn, record });
+            }
+        }
     }
 }

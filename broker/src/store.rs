@@ -35,3 +35,37 @@ pub enum StoreOp {
     /// Delete every row of `kind` that belongs to `owner`.
     DeleteOwner { kind: &'static str, owner: String },
 }
+
+/// Row kinds. Every kind but [`RETAINED`] is owned by one client id.
+pub mod kind {
+    /// One row per session (name empty): expiry and disconnect time, JSON.
+    pub const SESSION: &str = "session";
+    /// One row per subscription, named by its filter: options, JSON.
+    pub const SUBSCRIPTION: &str = "subscription";
+    /// One row per queued or in-flight outgoing message, named by its
+    /// sequence number: state, packet id, expiry and an MQTT 5.0 PUBLISH.
+    pub const MESSAGE: &str = "message";
+    /// One row per QoS 2 message received and not yet released by PUBREL,
+    /// named by its packet id; the value is empty.
+    pub const INCOMING_QOS2: &str = "incoming_qos2";
+    /// The will message of the session (name empty): delay, due time and an
+    /// MQTT 5.0 PUBLISH.
+    pub const WILL: &str = "will";
+    /// One row per retained message, owner empty, named by its topic:
+    /// expiry and an MQTT 5.0 PUBLISH.
+    pub const RETAINED: &str = "retained";
+
+    /// Every kind owned by a session, deleted together when it ends.
+    pub const SESSION_KINDS: [&str; 5] = [SESSION, SUBSCRIPTION, MESSAGE, INCOMING_QOS2, WILL];
+}
+
+impl RowKey {
+    /// The key of a row.
+    pub fn new(kind: &'static str, owner: impl Into<String>, name: impl Into<String>) -> Self {
+        RowKey {
+            kind,
+            owner: owner.into(),
+            name: name.into(),
+        }
+    }
+}

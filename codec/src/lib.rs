@@ -3,23 +3,34 @@
 //! - [`packet`]: one struct per control packet, shared by every version.
 //! - [`properties`]: MQTT 5.0 properties.
 //! - [`reason`]: MQTT 5.0 reason codes and the 3.1.1 return codes.
-//! - [`error`]: decode errors, each naming the rule it enforces.
+//! - [`error`]: decode errors, each naming the rule it enforces, and the one
+//!   mapping from an error to what the broker sends.
+//! - [`topic`]: topic name and filter validation, and matching.
+//! - `decode`, `encode`: the two directions of the wire format, behind
+//!   [`decode()`] and [`encode()`].
+//! - `wire`: Variable Byte Integers, strings and binary data.
 //!
 //! The codec does no I/O. [`decode`] takes whatever bytes have arrived and
 //! returns `Ok(None)` until a whole packet is there; [`encode`] appends one
 //! packet to a buffer.
 
+mod decode;
+mod encode;
 pub mod error;
 pub mod packet;
 pub mod properties;
 pub mod reason;
+pub mod topic;
+mod wire;
 
 pub use bytes::{Bytes, BytesMut};
 pub use bytestring::ByteString;
-pub use error::DecodeError;
+pub use error::{DecodeError, V3Response};
 pub use packet::*;
 pub use properties::Properties;
-pub use reason::ReasonCode;
+pub use reason::{ReasonCode, ReasonKind};
+pub use topic::{matches, split_shared, valid_topic_filter, valid_topic_name};
+pub use wire::VARIABLE_BYTE_INTEGER_MAX;
 
 /// Decodes the next packet from the front of `buf` and removes its bytes.
 ///
@@ -33,12 +44,10 @@ pub fn decode(
     version: Option<ProtocolVersion>,
     max_packet_size: usize,
 ) -> Result<Option<Packet>, DecodeError> {
-    let _ = (buf, version, max_packet_size);
-    todo!("codec: decode")
+    decode::decode(buf, version, max_packet_size)
 }
 
 /// Appends the encoding of `packet` for `version` to `out`.
 pub fn encode(packet: &Packet, version: ProtocolVersion, out: &mut BytesMut) {
-    let _ = (packet, version, out);
-    todo!("codec: encode")
+    encode::encode(packet, version, out)
 }

@@ -76,4 +76,218 @@ impl ReasonCode {
             _ => 3,
         }
     }
+
+    /// Maps a 3.1.1 CONNACK return code back to the reason code that
+    /// [`ReasonCode::to_v3_connack`] turns into it; `None` for 6 to 255.
+    pub fn from_v3_connack(code: u8) -> Option<ReasonCode> {
+        match code {
+            0 => Some(ReasonCode::Success),
+            1 => Some(ReasonCode::UnsupportedProtocolVersion),
+            2 => Some(ReasonCode::ClientIdentifierNotValid),
+            3 => Some(ReasonCode::ServerUnavailable),
+            4 => Some(ReasonCode::BadUserNameOrPassword),
+            5 => Some(ReasonCode::NotAuthorized),
+            _ => None,
+        }
+    }
+
+    /// Maps a SUBACK reason to the 3.1.1 return code: the granted QoS 0 to 2,
+    /// or 0x80 for every other reason.
+    pub fn to_v3_suback(self) -> u8 {
+        match self {
+            ReasonCode::Success => 0x00,
+            ReasonCode::GrantedQoS1 => 0x01,
+            ReasonCode::GrantedQoS2 => 0x02,
+            _ => 0x80,
+        }
+    }
+
+    /// Maps a 3.1.1 SUBACK return code (0, 1, 2 or 0x80) to a reason code.
+    pub fn from_v3_suback(code: u8) -> Option<ReasonCode> {
+        match code {
+            0x00 => Some(ReasonCode::Success),
+            0x01 => Some(ReasonCode::GrantedQoS1),
+            0x02 => Some(ReasonCode::GrantedQoS2),
+            0x80 => Some(ReasonCode::UnspecifiedError),
+            _ => None,
+        }
+    }
+
+    /// Converts a byte to the reason code with that value; `None` for the
+    /// values MQTT 5.0 does not define.
+    pub fn from_u8(code: u8) -> Option<ReasonCode> {
+        ALL.iter().copied().find(|reason| reason.code() == code)
+    }
+
+    /// True if MQTT 5.0 allows this reason code in a packet of type `kind`.
+    pub fn allowed_in(self, kind: ReasonKind) -> bool {
+        use ReasonCode::*;
+        match kind {
+            ReasonKind::ConnAck => matches!(
+                self,
+                Success
+                    | UnspecifiedError
+                    | MalformedPacket
+                    | ProtocolError
+                    | ImplementationSpecificError
+                    | UnsupportedProtocolVersion
+                    | ClientIdentifierNotValid
+                    | BadUserNameOrPassword
+                    | NotAuthorized
+                    | ServerUnavailable
+                    | ServerBusy
+                    | Banned
+                    | BadAuthenticationMethod
+                    | TopicNameInvalid
+                    | PacketTooLarge
+                    | QuotaExceeded
+                    | PayloadFormatInvalid
+                    | RetainNotSupported
+                    | QoSNotSupported
+                    | UseAnotherServer
+                    | ServerMoved
+                    | ConnectionRateExceeded
+            ),
+            ReasonKind::PubAckOrPubRec => matches!(
+                self,
+                Success
+                    | NoMatchingSubscribers
+                    | UnspecifiedError
+                    | ImplementationSpecificError
+                    | NotAuthorized
+                    | TopicNameInvalid
+                    | PacketIdentifierInUse
+                    | QuotaExceeded
+                    | PayloadFormatInvalid
+            ),
+            ReasonKind::PubRelOrPubComp => matches!(self, Success | PacketIdentifierNotFound),
+            ReasonKind::SubAck => matches!(
+                self,
+                Success
+                    | GrantedQoS1
+                    | GrantedQoS2
+                    | UnspecifiedError
+                    | ImplementationSpecificError
+                    | NotAuthorized
+                    | TopicFilterInvalid
+                    | PacketIdentifierInUse
+                    | QuotaExceeded
+                    | SharedSubscriptionsNotSupported
+                    | SubscriptionIdentifiersNotSupported
+                    | WildcardSubscriptionsNotSupported
+            ),
+            ReasonKind::UnsubAck => matches!(
+                self,
+                Success
+                    | NoSubscriptionExisted
+                    | UnspecifiedError
+                    | ImplementationSpecificError
+                    | NotAuthorized
+                    | TopicFilterInvalid
+                    | PacketIdentifierInUse
+            ),
+            ReasonKind::Disconnect => matches!(
+                self,
+                Success
+                    | DisconnectWithWillMessage
+                    | UnspecifiedError
+                    | MalformedPacket
+                    | ProtocolError
+                    | ImplementationSpecificError
+                    | NotAuthorized
+                    | ServerBusy
+                    | ServerShuttingDown
+                    | KeepAliveTimeout
+                    | SessionTakenOver
+                    | TopicFilterInvalid
+                    | TopicNameInvalid
+                    | ReceiveMaximumExceeded
+                    | TopicAliasInvalid
+                    | PacketTooLarge
+                    | MessageRateTooHigh
+                    | QuotaExceeded
+                    | AdministrativeAction
+                    | PayloadFormatInvalid
+                    | RetainNotSupported
+                    | QoSNotSupported
+                    | UseAnotherServer
+                    | ServerMoved
+                    | SharedSubscriptionsNotSupported
+                    | ConnectionRateExceeded
+                    | MaximumConnectTime
+                    | SubscriptionIdentifiersNotSupported
+                    | WildcardSubscriptionsNotSupported
+            ),
+            ReasonKind::Auth => matches!(self, Success | ContinueAuthentication | ReAuthenticate),
+        }
+    }
 }
+
+/// The packet types whose reason codes MQTT 5.0 restricts to a list each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReasonKind {
+    /// CONNACK.
+    ConnAck,
+    /// PUBACK and PUBREC share one list.
+    PubAckOrPubRec,
+    /// PUBREL and PUBCOMP share one list.
+    PubRelOrPubComp,
+    /// SUBACK, one code per filter.
+    SubAck,
+    /// UNSUBACK, one code per filter.
+    UnsubAck,
+    /// DISCONNECT.
+    Disconnect,
+    /// AUTH.
+    Auth,
+}
+
+/// Every reason code, in wire order.
+pub const ALL: [ReasonCode; 43] = {
+    use ReasonCode::*;
+    [
+        Success,
+        GrantedQoS1,
+        GrantedQoS2,
+        DisconnectWithWillMessage,
+        NoMatchingSubscribers,
+        NoSubscriptionExisted,
+        ContinueAuthentication,
+        ReAuthenticate,
+        UnspecifiedError,
+        MalformedPacket,
+        ProtocolError,
+        ImplementationSpecificError,
+        UnsupportedProtocolVersion,
+        ClientIdentifierNotValid,
+        BadUserNameOrPassword,
+        NotAuthorized,
+        ServerUnavailable,
+        ServerBusy,
+        Banned,
+        ServerShuttingDown,
+        BadAuthenticationMethod,
+        KeepAliveTimeout,
+        SessionTakenOver,
+        TopicFilterInvalid,
+        TopicNameInvalid,
+        PacketIdentifierInUse,
+        PacketIdentifierNotFound,
+        ReceiveMaximumExceeded,
+        TopicAliasInvalid,
+        PacketTooLarge,
+        MessageRateTooHigh,
+        QuotaExceeded,
+        AdministrativeAction,
+        PayloadFormatInvalid,
+        RetainNotSupported,
+        QoSNotSupported,
+        UseAnotherServer,
+        ServerMoved,
+        SharedSubscriptionsNotSupported,
+        ConnectionRateExceeded,
+        MaximumConnectTime,
+        SubscriptionIdentifiersNotSupported,
+        WildcardSubscriptionsNotSupported,
+    ]
+};

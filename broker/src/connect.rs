@@ -1,0 +1,320 @@
+//! CONNECT: checks, CONNACK, session takeover and resumption.
+
+use codec::{
+    ConnAck, Connect, DecodeError, Disconnect, Packet, Properties, ProtocolVersion, QoS,
+    ReasonCode, V3Response,
+};
+
+use crate::connection::Connected;
+use crate::lifecycle::Ending;
+use crate::session::{self, Session, Will, NEVER_EXPIRES};
+use crate::store::{kind, RowKey, StoreOp};
+use crate::{topic, Broker, ConnId};
+
+impl Broker {
+    pub(crate) fn handle_connect(&mut self, conn: ConnId, connect: Connect, now_ms: u64) {
+        let version = connect.protocol;
+        if let Err(reason) = self.check_connect(&connect) {
+            log::debug!("connection {conn}: CONNECT rejected with {reason:?}");
+            self.reject_connect(conn, version, reason, now_ms);
+            return;
+        }
+
+        let assigned_client_id = connect.client_id.is_empty();
+        let client_id = match assigned_client_id {
+            true => self.generate_client_id(conn, now_ms),
+            false => connect.client_id.to_string(),
+        };
+        let resume = !connect.clean_start;
+        if let Some(old_conn) = self
+            .sessions
+            .get(&client_id)
+            .and_then(|session| session.conn)
+        {
+            self.take_over(old_conn, resume, now_ms);
+        }
+
+        let session_present = self.open_session(&client_id, resume, now_ms);
+        let expiry_interval = self.granted_session_expiry(&connect);
+        let keep_alive = self.granted_keep_alive(&connect);
+        let will = connect.will.map(|will| Will {
+            delay: will.properties.will_delay_interval.unwrap_or(0),
+            publish: codec::Publish {
+                dup: false,
+                qos: will.qos,
+                retain: will.retain,
+                topic: will.topic,
+                pkid: (will.qos != QoS::AtMostOnce).then_some(codec::PacketId::MIN),
+                payload: will.payload,
+                properties: Properties {
+                    will_delay_interval: None,
+                    ..will.properties
+                },
+            },
+            due_at_ms: None,
+        });
+        self.attach_session(conn, &client_id, expiry_interval, will);
+
+        let properties = &connect.properties;
+        let connected = Connected {
+            client_id: client_id.clone(),
+            version,
+            keep_alive,
+            receive_maximum: properties.receive_maximum.unwrap_or(u16::MAX),
+            maximum_packet_size: properties.maximum_packet_size,
+            request_problem_information: properties.request_problem_information != Some(0),
+            topic_aliases: Default::default(),
+        };
+        if let Some(connection) = self.connections.get_mut(&conn) {
+            connection.session = Some(connected);
+        }
+
+        let mut connack = ConnAck {
+            session_present,
+            reason: ReasonCode::Success,
+            properties: Properties::default(),
+        };
+        if version.is_v5() {
+            connack.properties = self.connack_properties(connect.keep_alive, keep_alive);
+            let requested_expiry = connect.properties.session_expiry_interval.unwrap_or(0);
+            connack.properties.session_expiry_interval =
+                (expiry_interval != requested_expiry).then_some(expiry_interval);
+            if assigned_client_id {
+                connack.properties.assigned_client_identifier = Some(client_id.clone().into());
+            }
+        }
+        self.send(conn, &Packet::ConnAck(connack));
+
+        if session_present {
+            self.resend_inflight(&client_id, now_ms);
+        }
+        self.drain_queue(&client_id, now_ms);
+    }
+
+    /// Checks what CONNECT asks for against what the broker offers.
+    fn check_connect(&self, connect: &Connect) -> Result<(), ReasonCode> {
+        // 3.1 needs a client id; 3.1.1 allows an empty one only with Clean
+        // Session 1 (MQTT-3.1.3-7 and MQTT-3.1.3-8 of 3.1.1). 5.0 lets the
+        // server assign one in every case.
+        let client_id_required = match connect.protocol {
+            ProtocolVersion::V3_1 => true,
+            ProtocolVersion::V3_1_1 => !connect.clean_start,
+            ProtocolVersion::V5 => false,
+        };
+        if connect.client_id.is_empty() && client_id_required {
+            return Err(ReasonCode::ClientIdentifierNotValid);
+        }
+        if connect.properties.authentication_method.is_some() {
+            return Err(ReasonCode::BadAuthenticationMethod);
+        }
+        if let Some(will) = &connect.will {
+            if !topic::valid_topic_name(&will.topic) {
+                return Err(ReasonCode::TopicNameInvalid);
+            }
+            if will.qos > self.config.max_qos {
+                return Err(ReasonCode::QoSNotSupported);
+            }
+            if will.retain && !self.config.retain_available {
+                return Err(ReasonCode::RetainNotSupported);
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends a CONNACK that refuses the connection, then closes it
+    /// (MQTT-3.2.2-7 of 5.0; 3.1.1 section 3.2.2.3).
+    fn reject_connect(
+        &mut self,
+        conn: ConnId,
+        version: ProtocolVersion,
+        reason: ReasonCode,
+        now_ms: u64,
+    ) {
+        let connack = ConnAck {
+            session_present: false,
+            reason,
+            properties: Properties::default(),
+        };
+        self.send_as(conn, version, &Packet::ConnAck(connack));
+        self.end_connection(conn, Ending::Rejected, now_ms);
+    }
+
+    /// Handles a packet that does not decode. Before CONNECT is accepted the
+    /// codec says whether a 3.1.1 CONNACK goes first (an unknown protocol
+    /// level, a rejected client id); after it, MQTT 5.0 clients get a
+    /// DISCONNECT with the reason code of the error.
+    pub(crate) fn handle_decode_error(
+        &mut self,
+        conn: ConnId,
+        version: Option<ProtocolVersion>,
+        error: &DecodeError,
+        now_ms: u64,
+    ) {
+        if version.is_some() {
+            self.end_connection(conn, Ending::ServerClose(error.reason_code()), now_ms);
+            return;
+        }
+        match error.v3_response() {
+            V3Response::ConnAckThenClose { return_code } => {
+                let reason = ReasonCode::from_v3_connack(return_code)
+                    .unwrap_or(ReasonCode::UnsupportedProtocolVersion);
+                self.reject_connect(conn, ProtocolVersion::V3_1_1, reason, now_ms);
+            }
+            V3Response::Close => self.end_connection(conn, Ending::Rejected, now_ms),
+        }
+    }
+
+    /// Ends the connection that holds a client id a new CONNECT claims:
+    /// DISCONNECT 0x8E for MQTT 5.0, then close (MQTT-3.1.4-3). Its will is
+    /// published unless the session continues and the will is delayed, since
+    /// a new connection to the session cancels a delayed will.
+    fn take_over(&mut self, old_conn: ConnId, resume: bool, now_ms: u64) {
+        let mut pending_will = None;
+        if let Some(client_id) = self.client_id_of(old_conn) {
+            if let Some(session) = self.sessions.get_mut(&client_id) {
+                pending_will = session.will.take();
+                if pending_will.is_some() {
+                    let key = RowKey::new(kind::WILL, client_id.as_str(), "");
+                    self.store(StoreOp::Delete { key });
+                }
+            }
+        }
+        let reason = ReasonCode::SessionTakenOver;
+        if self.connections.get(&old_conn).and_then(|c| c.version()) == Some(ProtocolVersion::V5) {
+            self.send(
+                old_conn,
+                &Packet::Disconnect(Disconnect {
+                    reason,
+                    ..Default::default()
+                }),
+            );
+        }
+        self.end_connection(old_conn, Ending::TakenOver, now_ms);
+
+        if let Some(will) = pending_will {
+            if !(resume && will.delay > 0) {
+                self.publish_will(will, now_ms);
+            }
+        }
+    }
+
+    /// Ends the previous session unless the client resumes it. Returns
+    /// Session Present: true only when a stored session is resumed
+    /// (MQTT-3.2.2-2, MQTT-3.2.2-3).
+    fn open_session(&mut self, client_id: &str, resume: bool, now_ms: u64) -> bool {
+        if !self.sessions.contains_key(client_id) {
+            return false;
+        }
+        if resume {
+            // A new connection cancels a delayed will (MQTT-3.1.3-9).
+            let cancelled = self.sessions.get_mut(client_id).and_then(|s| s.will.take());
+            if cancelled.is_some() {
+                self.store(StoreOp::Delete {
+                    key: RowKey::new(kind::WILL, client_id, ""),
+                });
+            }
+            return true;
+        }
+        self.end_session(client_id, now_ms);
+        false
+    }
+
+    /// Binds the session to the connection, creating it if needed, and
+    /// stores the session and its will.
+    fn attach_session(
+        &mut self,
+        conn: ConnId,
+        client_id: &str,
+        expiry_interval: u32,
+        will: Option<Will>,
+    ) {
+        let session = self
+            .sessions
+            .entry(client_id.to_string())
+            .or_insert_with(|| Session::new(client_id.to_string(), expiry_interval));
+        session.conn = Some(conn);
+        session.expiry_interval = expiry_interval;
+        session.disconnected_at_ms = None;
+        session.will = will;
+
+        let value = session::encode_session(session);
+        let will_value = session.will.as_ref().map(session::encode_will);
+        self.store(StoreOp::Put {
+            key: RowKey::new(kind::SESSION, client_id, ""),
+            value,
+        });
+        if let Some(value) = will_value {
+            self.store(StoreOp::Put {
+                key: RowKey::new(kind::WILL, client_id, ""),
+                value,
+            });
+        }
+    }
+
+    /// The session expiry interval the broker grants: Clean Session 0 asks
+    /// for "never" before 5.0; 5.0 asks with the Session Expiry Interval.
+    fn granted_session_expiry(&self, connect: &Connect) -> u32 {
+        let requested = match connect.protocol {
+            ProtocolVersion::V5 => connect.properties.session_expiry_interval.unwrap_or(0),
+            _ if connect.clean_start => 0,
+            _ => NEVER_EXPIRES,
+        };
+        requested.min(self.config.session_expiry_maximum)
+    }
+
+    /// The keep alive in force. Only MQTT 5.0 can be told another value than
+    /// the one it asked for, through Server Keep Alive.
+    fn granted_keep_alive(&self, connect: &Connect) -> u16 {
+        let requested = connect.keep_alive;
+        if !connect.protocol.is_v5() {
+            return requested;
+        }
+        if self.config.server_keep_alive > 0 {
+            return self.config.server_keep_alive;
+        }
+        let max = self.config.max_keep_alive;
+        if max > 0 && (requested == 0 || requested > max) {
+            return max;
+        }
+        requested
+    }
+
+    /// The CONNACK properties that state what this broker supports.
+    fn connack_properties(&self, requested_keep_alive: u16, keep_alive: u16) -> Properties {
+        let config = &self.config;
+        let max_packet_size = u32::try_from(config.max_packet_size).unwrap_or(u32::MAX);
+        Properties {
+            receive_maximum: Some(config.receive_maximum),
+            maximum_qos: (config.max_qos != QoS::ExactlyOnce).then_some(config.max_qos as u8),
+            retain_available: Some(u8::from(config.retain_available)),
+            maximum_packet_size: Some(max_packet_size),
+            topic_alias_maximum: Some(config.topic_alias_maximum),
+            wildcard_subscription_available: Some(1),
+            subscription_identifier_available: Some(1),
+            shared_subscription_available: Some(1),
+            server_keep_alive: (keep_alive != requested_keep_alive).then_some(keep_alive),
+            ..Properties::default()
+        }
+    }
+
+    /// A client id for a client that sent an empty one, unique among the
+    /// sessions of the namespace.
+    fn generate_client_id(&self, conn: ConnId, now_ms: u64) -> String {
+        let mut suffix = 0u32;
+        loop {
+            let candidate = format!("auto-{now_ms:x}-{conn:x}-{suffix}");
+            if !self.sessions.contains_key(&candidate) {
+                return candidate;
+            }
+            suffix += 1;
+        }
+    }
+
+    pub(crate) fn client_id_of(&self, conn: ConnId) -> Option<String> {
+        let connection = self.connections.get(&conn)?;
+        connection
+            .session
+            .as_ref()
+            .map(|connected| connected.client_id.clone())
+    }
+}

@@ -1,0 +1,65 @@
+//! Retained messages: the last retained message of each topic.
+
+use std::collections::BTreeMap;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::message::Message;
+use crate::store::{kind, RowKey, StoreOp};
+use crate::topic;
+
+/// The retained messages of the namespace, by topic.
+#[derive(Debug, Default)]
+pub struct Retained {
+    messages: BTreeMap<String, Message>,
+}
+
+impl Retained {
+    /// Number of retained messages, expired ones included until they are
+    /// dropped.
+    pub fn len(&self) -> usize {
+        self.messages.len()
+    }
+
+    /// Replaces the retained message of the message's topic, or removes it
+    /// when the payload is empty (MQTT-3.3.1-6, MQTT-3.3.1-7). Returns the
+    /// storage write.
+    pub fn set(&mut self, message: &Message) -> StoreOp {
+        let topic = message.topic.to_string();
+        let key = RowKey::new(kind::RETAINED, "", topic.clone());
+        if message.payload.is_empty() {
+            self.messages.remove(&topic);
+            return StoreOp::Delete { key };
+        }
+        let value = encode(message);
+        self.messages.insert(topic, message.clone());
+        StoreOp::Put { key, value }
+    }
+
+    /// Adds a message read back from storage.
+    pub fn insert_restored(&mut self, message: Message) {
+        self.messages.insert(message.topic.to_string(), message);
+    }
+
+    /// The unexpired retained messages whose topic matches `filter`.
+    pub fn matching(&self, filter: &str, now_ms: u64) -> Vec<Message> {
+        self.messages
+            .values()
+            .filter(|message| !message.is_expired(now_ms))
+            .filter(|message| topic::matches(filter, &message.topic))
+            .cloned()
+            .collect()
+    }
+}
+
+/// Encodes a retained message row.
+fn encode(message: &Message) -> Bytes {
+    let mut out = BytesMut::new();
+    message.encode_stored(&mut out);
+    out.freeze()
+}
+
+/// Decodes a retained message row; `None` if it is damaged.
+pub fn decode(mut value: Bytes) -> Option<Message> {
+    Message::decode_stored(&mut value)
+}

@@ -1,0 +1,168 @@
+//! SUBSCRIBE and UNSUBSCRIBE, and the retained messages a new subscription
+//! receives.
+
+use codec::{
+    Packet, ProtocolVersion, QoS, ReasonCode, RetainHandling, SubAck, Subscribe, UnsubAck,
+    Unsubscribe,
+};
+
+use crate::session::{self, Subscription};
+use crate::store::{kind, RowKey, StoreOp};
+use crate::topic::{self, ParsedFilter};
+use crate::{Broker, ConnId};
+
+impl Broker {
+    pub(crate) fn handle_subscribe(&mut self, conn: ConnId, subscribe: Subscribe, now_ms: u64) {
+        let Some(client_id) = self.client_id_of(conn) else {
+            return;
+        };
+        let is_v5 =
+            self.connections.get(&conn).and_then(|c| c.version()) == Some(ProtocolVersion::V5);
+        let identifier = subscribe
+            .properties
+            .subscription_identifiers
+            .first()
+            .copied();
+        let shared_no_local = subscribe.filters.iter().any(|requested| {
+            requested.no_local
+                && matches!(
+                    topic::parse_filter(&requested.filter),
+                    ParsedFilter::Shared(_)
+                )
+        });
+        if shared_no_local {
+            // No Local on a shared subscription is a protocol error
+            // (MQTT-3.8.3-4).
+            self.protocol_error(conn, "No Local on a shared subscription", now_ms);
+            return;
+        }
+
+        let mut reasons = Vec::with_capacity(subscribe.filters.len());
+        let mut retained_for = Vec::new();
+        for requested in &subscribe.filters {
+            let parsed = topic::parse_filter(&requested.filter);
+            if parsed == ParsedFilter::Invalid {
+                // 3.1.1 has one failure code, 0x80.
+                reasons.push(match is_v5 {
+                    true => ReasonCode::TopicFilterInvalid,
+                    false => ReasonCode::UnspecifiedError,
+                });
+                continue;
+            }
+            let subscription = Subscription {
+                qos: requested.qos.min(self.config.max_qos),
+                no_local: requested.no_local,
+                retain_as_published: requested.retain_as_published,
+                identifier,
+            };
+            let filter = requested.filter.to_string();
+            let existed = self.add_subscription(&client_id, &filter, subscription);
+            reasons.push(granted_reason(subscription.qos));
+
+            // Retained messages go to new ordinary subscriptions only, as
+            // Retain Handling asks (MQTT-3.3.1-9 to MQTT-3.3.1-11), never to
+            // shared ones (MQTT-3.8.4-4 does not apply to them in 5.0).
+            let send_retained = match requested.retain_handling {
+                RetainHandling::SendAtSubscribe => true,
+                RetainHandling::SendIfNew => !existed,
+                RetainHandling::DoNotSend => false,
+            };
+            if let (true, ParsedFilter::Plain(plain)) = (send_retained, parsed) {
+                retained_for.push((plain.to_string(), subscription));
+            }
+        }
+
+        let suback = SubAck {
+            pkid: subscribe.pkid,
+            reasons,
+            properties: Default::default(),
+        };
+        self.send(conn, &Packet::SubAck(suback));
+        for (filter, subscription) in retained_for {
+            self.send_retained(&client_id, &filter, subscription, now_ms);
+        }
+    }
+
+    /// Adds or replaces a subscription (MQTT-3.8.4-3) and stores it. Returns
+    /// whether it existed before.
+    fn add_subscription(
+        &mut self,
+        client_id: &str,
+        filter: &str,
+        subscription: Subscription,
+    ) -> bool {
+        let Some(session) = self.sessions.get_mut(client_id) else {
+            return false;
+        };
+        let existed = session
+            .subscriptions
+            .insert(filter.to_string(), subscription)
+            .is_some();
+        let value = session::encode_subscription(&subscription);
+        self.store(StoreOp::Put {
+            key: RowKey::new(kind::SUBSCRIPTION, client_id, filter),
+            value,
+        });
+        existed
+    }
+
+    /// Delivers the retained messages matching a new subscription, with the
+    /// RETAIN flag set and their own topic (MQTT-3.3.1-8 of 3.1.1).
+    fn send_retained(
+        &mut self,
+        client_id: &str,
+        filter: &str,
+        subscription: Subscription,
+        now_ms: u64,
+    ) {
+        for mut message in self.retained.matching(filter, now_ms) {
+            message.qos = message.qos.min(subscription.qos);
+            message.retain = true;
+            message.properties.subscription_identifiers =
+                subscription.identifier.into_iter().collect();
+            self.deliver(client_id, message, now_ms);
+        }
+    }
+
+    pub(crate) fn handle_unsubscribe(&mut self, conn: ConnId, unsubscribe: Unsubscribe) {
+        let Some(client_id) = self.client_id_of(conn) else {
+            return;
+        };
+        let is_v5 =
+            self.connections.get(&conn).and_then(|c| c.version()) == Some(ProtocolVersion::V5);
+        let mut reasons = Vec::with_capacity(unsubscribe.filters.len());
+        for filter in &unsubscribe.filters {
+            let removed = self
+                .sessions
+                .get_mut(&client_id)
+                .is_some_and(|session| session.subscriptions.remove(&**filter).is_some());
+            if removed {
+                let key = RowKey::new(kind::SUBSCRIPTION, client_id.as_str(), filter.to_string());
+                self.store(StoreOp::Delete { key });
+            }
+            reasons.push(match removed {
+                true => ReasonCode::Success,
+                false => ReasonCode::NoSubscriptionExisted,
+            });
+        }
+        // UNSUBACK has no reason codes before 5.0.
+        if !is_v5 {
+            reasons.clear();
+        }
+        let unsuback = UnsubAck {
+            pkid: unsubscribe.pkid,
+            reasons,
+            properties: Default::default(),
+        };
+        self.send(conn, &Packet::UnsubAck(unsuback));
+    }
+}
+
+/// The SUBACK reason code that grants a QoS.
+fn granted_reason(qos: QoS) -> ReasonCode {
+    match qos {
+        QoS::AtMostOnce => ReasonCode::Success,
+        QoS::AtLeastOnce => ReasonCode::GrantedQoS1,
+        QoS::ExactlyOnce => ReasonCode::GrantedQoS2,
+    }
+}

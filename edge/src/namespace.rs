@@ -1,0 +1,320 @@
+//! The Durable Object that owns one namespace.
+//!
+//! It accepts sockets through the WebSocket Hibernation API, so the runtime
+//! may evict it from memory between events. Every event therefore starts by
+//! making sure a [`Broker`] exists, rebuilding it from SQLite rows and the
+//! socket attachments when the object was just constructed.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+
+use broker::{Broker, ConnId, Output};
+use serde::{Deserialize, Serialize};
+use worker::{
+    console_error, console_log, durable_object, js_sys, Date, DurableObject, Env, Request,
+    Response, Result, ScheduledTime, State, WebSocket, WebSocketIncomingMessage, WebSocketPair,
+};
+
+use crate::{settings, storage, NAMESPACE_HEADER};
+
+/// Subprotocols a client may offer, best first. MQTT over WebSocket requires
+/// `mqtt`; some 3.1 clients still offer `mqttv3.1`.
+const SUBPROTOCOLS: [&str; 2] = ["mqtt", "mqttv3.1"];
+
+/// WebSocket close code sent when the broker ends a connection.
+const CLOSE_NORMAL: u16 = 1000;
+
+/// What each socket keeps across hibernation.
+#[derive(Serialize, Deserialize)]
+struct Attachment {
+    /// The broker's connection id, as a string because JavaScript numbers
+    /// cannot carry every `u64`.
+    conn: String,
+    namespace: String,
+    /// The broker's own connection record.
+    #[serde(with = "serde_bytes")]
+    record: Vec<u8>,
+}
+
+/// What the object knows about its alarm.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Alarm {
+    /// Not read since the object was constructed.
+    Unknown,
+    /// Set to fire at this time (milliseconds since the Unix epoch), or unset.
+    Known(Option<u64>),
+}
+
+/// A namespace: a topic tree with its sessions, subscriptions and retained
+/// messages.
+#[durable_object]
+pub struct Namespace {
+    state: State,
+    env: Env,
+    loaded: RefCell<Option<Loaded>>,
+    alarm: Cell<Alarm>,
+}
+
+/// The broker and the open sockets, present while the object is in memory.
+struct Loaded {
+    broker: Broker,
+    namespace: String,
+    sockets: HashMap<ConnId, WebSocket>,
+}
+
+impl DurableObject for Namespace {
+    fn new(state: State, env: Env) -> Self {
+        Namespace { state, env, loaded: RefCell::new(None), alarm: Cell::new(Alarm::Unknown) }
+    }
+
+    async fn fetch(&self, req: Request) -> Result<Response> {
+        let namespace = req.headers().get(NAMESPACE_HEADER)?.unwrap_or_default();
+        let Some(subprotocol) = choose_subprotocol(&req)? else {
+            return Response::error(
+                "unsupported WebSocket subprotocol: offer \"mqtt\" in Sec-WebSocket-Protocol",
+                400,
+            );
+        };
+        if let Err(message) = self.ensure_loaded(&namespace) {
+            console_error!("namespace {namespace}: cannot start: {message}");
+            return Response::error(format!("broker unavailable: {message}"), 500);
+        }
+
+        let pair = WebSocketPair::new()?;
+        self.state.accept_web_socket(&pair.server);
+        self.with_broker(|loaded, now| {
+            let conn = loaded.broker.handle_open(now);
+            save_attachment(&pair.server, conn, &loaded.namespace, &[]);
+            loaded.sockets.insert(conn, pair.server.clone());
+        });
+        self.schedule_alarm().await;
+
+        let mut response = Response::from_websocket(pair.client)?;
+        if let Some(subprotocol) = subprotocol {
+            response.headers_mut().set("Sec-WebSocket-Protocol", subprotocol)?;
+        }
+        Ok(response)
+    }
+
+    async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> Result<()> {
+        let Some(attachment) = self.socket_attachment(&ws) else {
+            return Ok(());
+        };
+        let conn = attachment.conn;
+        match message {
+            WebSocketIncomingMessage::Binary(data) => {
+                self.with_broker(|loaded, now| loaded.broker.handle_data(conn, &data, now));
+            }
+            WebSocketIncomingMessage::String(_) => {
+                // MQTT travels only in binary frames; a text frame ends the
+                // connection as a protocol violation.
+                self.with_broker(|loaded, now| {
+                    loaded.broker.handle_closed(conn, now);
+                    loaded.sockets.remove(&conn);
+                });
+                close_socket(&ws);
+            }
+        }
+        self.schedule_alarm().await;
+        Ok(())
+    }
+
+    async fn websocket_close(&self, ws: WebSocket, _code: usize, _reason: String, _clean: bool) -> Result<()> {
+        self.socket_closed(&ws).await;
+        close_socket(&ws);
+        Ok(())
+    }
+
+    async fn websocket_error(&self, ws: WebSocket, error: worker::Error) -> Result<()> {
+        worker::console_debug!("socket error: {error}");
+        self.socket_closed(&ws).await;
+        Ok(())
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        self.alarm.set(Alarm::Known(None));
+        if let Err(message) = self.ensure_loaded("") {
+            console_error!("alarm: cannot start the broker: {message}");
+            return Response::ok("");
+        }
+        self.with_broker(|loaded, now| loaded.broker.handle_timeout(now));
+        self.schedule_alarm().await;
+        Response::ok("")
+    }
+}
+
+/// An attachment and the connection id it names.
+struct SocketRef {
+    conn: ConnId,
+}
+
+impl Namespace {
+    /// Builds the broker if this instance has none yet. `namespace` is the
+    /// name from the ingress, or empty when the event carries none; the name
+    /// stored in a socket attachment is used then.
+    fn ensure_loaded(&self, namespace: &str) -> std::result::Result<(), String> {
+        if self.loaded.borrow().is_some() {
+            return Ok(());
+        }
+        let config = settings::load(&self.env)?;
+        let sql = self.state.storage().sql();
+        storage::create_schema(&sql).map_err(|error| format!("creating tables failed: {error}"))?;
+        let rows = storage::load_rows(&sql).map_err(|error| format!("reading rows failed: {error}"))?;
+
+        let mut name = namespace.to_string();
+        let mut sockets = HashMap::new();
+        let mut connections = Vec::new();
+        for ws in self.state.get_websockets() {
+            let attachment = ws.deserialize_attachment::<Attachment>().ok().flatten();
+            let Some((conn, attachment)) =
+                attachment.and_then(|a| a.conn.parse::<ConnId>().ok().map(|conn| (conn, a)))
+            else {
+                close_socket(&ws);
+                continue;
+            };
+            if name.is_empty() {
+                name = attachment.namespace;
+            }
+            connections.push((conn, attachment.record.into()));
+            sockets.insert(conn, ws);
+        }
+
+        let now = Date::now().as_millis();
+        let broker = Broker::restore(config, rows, connections, now);
+        console_log!("namespace {name}: broker started with {} open sockets", sockets.len());
+        *self.loaded.borrow_mut() = Some(Loaded { broker, namespace: name, sockets });
+        Ok(())
+    }
+
+    /// Runs `event` on the broker, then carries out everything it output.
+    /// Does nothing if the broker could not be built.
+    fn with_broker(&self, event: impl FnOnce(&mut Loaded, u64)) {
+        let mut guard = self.loaded.borrow_mut();
+        let Some(loaded) = guard.as_mut() else {
+            return;
+        };
+        event(loaded, Date::now().as_millis());
+        self.carry_out(loaded);
+    }
+
+    /// Drains the broker's outputs in order: storage writes, attachments,
+    /// sends and closes.
+    fn carry_out(&self, loaded: &mut Loaded) {
+        let sql = self.state.storage().sql();
+        while let Some(output) = loaded.broker.poll_output() {
+            match output {
+                Output::Store(op) => {
+                    if let Err(error) = storage::apply(&sql, op) {
+                        // TODO: stop acknowledging when a write fails instead of only logging it.
+                        console_error!("namespace {}: storage write failed: {error}", loaded.namespace);
+                    }
+                }
+                Output::Send { conn, bytes } => {
+                    if let Some(ws) = loaded.sockets.get(&conn) {
+                        if let Err(error) = ws.send_with_bytes(&bytes) {
+                            worker::console_debug!("send to connection {conn} failed: {error}");
+                        }
+                    }
+                }
+                Output::SaveConnection { conn, record } => {
+                    if let Some(ws) = loaded.sockets.get(&conn) {
+                        save_attachment(ws, conn, &loaded.namespace, &record);
+                    }
+                }
+                Output::Close { conn } => {
+                    if let Some(ws) = loaded.sockets.remove(&conn) {
+                        close_socket(&ws);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads the connection id of a socket, building the broker first if
+    /// needed. A socket without a readable attachment is closed.
+    fn socket_attachment(&self, ws: &WebSocket) -> Option<SocketRef> {
+        let attachment = ws.deserialize_attachment::<Attachment>().ok().flatten();
+        let Some(attachment) = attachment else {
+            close_socket(ws);
+            return None;
+        };
+        let Ok(conn) = attachment.conn.parse::<ConnId>() else {
+            close_socket(ws);
+            return None;
+        };
+        if let Err(message) = self.ensure_loaded(&attachment.namespace) {
+            console_error!("namespace {}: cannot start: {message}", attachment.namespace);
+            close_socket(ws);
+            return None;
+        }
+        Some(SocketRef { conn })
+    }
+
+    async fn socket_closed(&self, ws: &WebSocket) {
+        let Some(socket) = self.socket_attachment(ws) else {
+            return;
+        };
+        self.with_broker(|loaded, now| {
+            loaded.sockets.remove(&socket.conn);
+            loaded.broker.handle_closed(socket.conn, now);
+        });
+        self.schedule_alarm().await;
+    }
+
+    /// Moves the alarm earlier when the broker has an earlier deadline. A
+    /// later deadline waits for the current alarm, which reschedules it, so
+    /// that a busy connection does not write an alarm on every packet.
+    async fn schedule_alarm(&self) {
+        let next = self.loaded.borrow().as_ref().and_then(|loaded| loaded.broker.next_timeout());
+        let Some(next) = next else {
+            return;
+        };
+        let storage = self.state.storage();
+        let current = match self.alarm.get() {
+            Alarm::Known(at) => at,
+            Alarm::Unknown => match storage.get_alarm().await {
+                Ok(at) => at.and_then(|at| u64::try_from(at).ok()),
+                Err(error) => {
+                    console_error!("reading the alarm failed: {error}");
+                    None
+                }
+            },
+        };
+        if current.is_some_and(|at| at <= next) {
+            self.alarm.set(Alarm::Known(current));
+            return;
+        }
+        let date = js_sys::Date::new(&js_sys::Number::from(next as f64));
+        match storage.set_alarm(ScheduledTime::new(date)).await {
+            Ok(()) => self.alarm.set(Alarm::Known(Some(next))),
+            Err(error) => console_error!("setting the alarm failed: {error}"),
+        }
+    }
+}
+
+/// Picks the subprotocol to answer. `Ok(Some(None))` when the client offered
+/// none, `Ok(None)` when it offered only ones this broker does not speak.
+fn choose_subprotocol(req: &Request) -> Result<Option<Option<&'static str>>> {
+    let Some(offered) = req.headers().get("Sec-WebSocket-Protocol")? else {
+        return Ok(Some(None));
+    };
+    let offered: Vec<&str> = offered.split(',').map(str::trim).collect();
+    let chosen = SUBPROTOCOLS.into_iter().find(|name| offered.iter().any(|o| o.eq_ignore_ascii_case(name)));
+    Ok(chosen.map(Some))
+}
+
+fn save_attachment(ws: &WebSocket, conn: ConnId, namespace: &str, record: &[u8]) {
+    let attachment = Attachment {
+        conn: conn.to_string(),
+        namespace: namespace.to_string(),
+        record: record.to_vec(),
+    };
+    if let Err(error) = ws.serialize_attachment(&attachment) {
+        console_error!("namespace {namespace}: saving connection {conn} failed: {error}");
+    }
+}
+
+fn close_socket(ws: &WebSocket) {
+    // Closing a socket that is already closed fails; there is nothing to do then.
+    let _ = ws.close(Some(CLOSE_NORMAL), Some(""));
+}
