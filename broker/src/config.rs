@@ -18,10 +18,10 @@ pub struct Config {
     /// Milliseconds a new socket may wait before its CONNECT arrives.
     /// Default 10 000.
     pub connect_timeout_ms: u64,
-    /// Largest keep alive, in seconds, granted to MQTT 5.0 clients; a client
-    /// asking for more (or for 0) gets this value as Server Keep Alive.
-    /// 0 (the default) grants what the client asks. MQTT 3.1.1 has no way to
-    /// tell the client, so its keep alive is always the client's.
+    /// Largest keep alive, in seconds, granted to MQTT 5.0 clients. A client
+    /// that requests more (or 0) gets this value as Server Keep Alive, and
+    /// 0 (the default) grants the requested value. MQTT 3.1.1 cannot carry
+    /// another value, so 3.1.1 clients always keep their own.
     pub max_keep_alive: u16,
     /// Keep alive, in seconds, imposed on every MQTT 5.0 client as Server
     /// Keep Alive. 0 (the default) leaves it to the client and
@@ -50,8 +50,8 @@ pub struct Config {
     /// Whether QoS 0 messages are queued for offline sessions. Default false.
     pub queue_qos0: bool,
     /// Longest session expiry, in seconds, granted to a client. A 3.1.1
-    /// client with Clean Session 0 asks for "never"; it gets this.
-    /// Default `u32::MAX` (never expires).
+    /// client with Clean Session 0 requests a session that never expires and
+    /// gets this value. Default `u32::MAX`, which means never.
     pub session_expiry_maximum: u32,
 }
 

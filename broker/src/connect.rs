@@ -91,11 +91,11 @@ impl Broker {
         self.drain_queue(&client_id, now_ms);
     }
 
-    /// Checks what CONNECT asks for against what the broker offers.
+    /// Checks the CONNECT request against what the broker supports.
     fn check_connect(&self, connect: &Connect) -> Result<(), ReasonCode> {
-        // 3.1 needs a client id; 3.1.1 allows an empty one only with Clean
-        // Session 1 (MQTT-3.1.3-7 and MQTT-3.1.3-8 of 3.1.1). 5.0 lets the
-        // server assign one in every case.
+        // MQTT 3.1 requires a client id. MQTT 3.1.1 accepts an empty one only
+        // with Clean Session 1 and rejects it with return code 0x02
+        // otherwise. MQTT 5.0 lets the server assign one in every case.
         let client_id_required = match connect.protocol {
             ProtocolVersion::V3_1 => true,
             ProtocolVersion::V3_1_1 => !connect.clean_start,
@@ -139,10 +139,10 @@ impl Broker {
         self.end_connection(conn, Ending::Rejected, now_ms);
     }
 
-    /// Handles a packet that does not decode. Before CONNECT is accepted the
-    /// codec says whether a 3.1.1 CONNACK goes first (an unknown protocol
-    /// level, a rejected client id); after it, MQTT 5.0 clients get a
-    /// DISCONNECT with the reason code of the error.
+    /// Handles a packet that does not decode. Before CONNECT is accepted,
+    /// [`DecodeError::v3_response`] decides whether a 3.1.1 CONNACK goes
+    /// first (an unknown protocol level, a rejected client id). After it,
+    /// MQTT 5.0 clients get a DISCONNECT with the reason code of the error.
     pub(crate) fn handle_decode_error(
         &mut self,
         conn: ConnId,
@@ -164,7 +164,7 @@ impl Broker {
         }
     }
 
-    /// Ends the connection that holds a client id a new CONNECT claims:
+    /// Ends the connection that uses the client id of a new CONNECT:
     /// DISCONNECT 0x8E for MQTT 5.0, then close (MQTT-3.1.4-3). Its will is
     /// published unless the session continues and the will is delayed, since
     /// a new connection to the session cancels a delayed will.
@@ -251,8 +251,9 @@ impl Broker {
         }
     }
 
-    /// The session expiry interval the broker grants: Clean Session 0 asks
-    /// for "never" before 5.0; 5.0 asks with the Session Expiry Interval.
+    /// Computes the session expiry interval the broker grants. Before 5.0,
+    /// Clean Session 0 requests a session that never expires. In 5.0 the
+    /// Session Expiry Interval property carries the request.
     fn granted_session_expiry(&self, connect: &Connect) -> u32 {
         let requested = match connect.protocol {
             ProtocolVersion::V5 => connect.properties.session_expiry_interval.unwrap_or(0),
@@ -262,8 +263,8 @@ impl Broker {
         requested.min(self.config.session_expiry_maximum)
     }
 
-    /// The keep alive in force. Only MQTT 5.0 can be told another value than
-    /// the one it asked for, through Server Keep Alive.
+    /// Computes the keep alive in force. Only MQTT 5.0 can receive another
+    /// value than the requested one, through Server Keep Alive.
     fn granted_keep_alive(&self, connect: &Connect) -> u16 {
         let requested = connect.keep_alive;
         if !connect.protocol.is_v5() {
@@ -279,7 +280,7 @@ impl Broker {
         requested
     }
 
-    /// The CONNACK properties that state what this broker supports.
+    /// Builds the CONNACK properties that state what this broker supports.
     fn connack_properties(&self, requested_keep_alive: u16, keep_alive: u16) -> Properties {
         let config = &self.config;
         let max_packet_size = u32::try_from(config.max_packet_size).unwrap_or(u32::MAX);
@@ -297,8 +298,8 @@ impl Broker {
         }
     }
 
-    /// A client id for a client that sent an empty one, unique among the
-    /// sessions of the namespace.
+    /// Generates a client id for a client that sent an empty one, unique
+    /// among the sessions of the namespace.
     fn generate_client_id(&self, conn: ConnId, now_ms: u64) -> String {
         let mut suffix = 0u32;
         loop {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ConnId;
 
-/// Largest partial packet kept in a connection record. The attachment holds
+/// Largest partial packet kept in a connection record. The attachment takes
 /// at most 16 KiB (Cloudflare Durable Objects limits, 2026); this leaves room
 /// for the rest of the record.
 const MAX_SAVED_BUFFER: usize = 12 * 1024;
@@ -30,7 +30,7 @@ pub struct Connection {
     pub session: Option<Connected>,
 }
 
-/// What a connection knows once CONNECT is accepted.
+/// The state of a connection once CONNECT is accepted.
 #[derive(Debug, Clone)]
 pub struct Connected {
     /// The client id, also the key of the session.
@@ -51,7 +51,7 @@ pub struct Connected {
 }
 
 impl Connection {
-    /// A socket that has not sent CONNECT yet.
+    /// Creates the state of a socket that has not sent CONNECT yet.
     pub fn new(now_ms: u64) -> Connection {
         Connection {
             opened_ms: now_ms,
@@ -189,11 +189,13 @@ impl ConnectedRecord {
     }
 }
 
-/// The first id for new sockets after a restore: above every restored id,
-/// and never below the current time in milliseconds, so that an id is not
-/// reused across restarts either (unless more than one socket per
-/// millisecond opened before the restart).
+/// Picks the first id for new sockets after a restore. It is above every
+/// restored id and at least the current time in milliseconds, so ids are not
+/// reused across restarts unless sockets opened faster than one per
+/// millisecond before the restart.
 pub fn first_new_id(restored: impl Iterator<Item = ConnId>, now_ms: u64) -> ConnId {
-    let after_restored = restored.max().map_or(1, |highest| highest.saturating_add(1));
+    let after_restored = restored
+        .max()
+        .map_or(1, |highest| highest.saturating_add(1));
     after_restored.max(now_ms)
 }

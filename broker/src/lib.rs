@@ -22,7 +22,7 @@
 //!
 //! Modules:
 //! - `config`: limits and advertised capabilities, with defaults.
-//! - `store`: the rows the core asks the embedding to keep, and their kinds.
+//! - `store`: the rows the embedding keeps for the core, and their kinds.
 //! - `topic`: topic name and filter checks, matching, shared subscriptions.
 //! - `message`: application messages and their stored form.
 //! - `session`: sessions, subscriptions, in-flight and queued messages.
@@ -157,14 +157,14 @@ impl Broker {
         self.flush_records();
     }
 
-    /// The earliest time at which [`Broker::handle_timeout`] has work to do.
-    /// Message expiry sets no deadline: expired messages are dropped when
-    /// they would be sent.
+    /// Returns the earliest time at which [`Broker::handle_timeout`] has work
+    /// to do. Message expiry sets no deadline, because expired messages are
+    /// dropped when they would be sent.
     pub fn next_timeout(&self) -> Option<u64> {
         self.earliest_deadline()
     }
 
-    /// The next action for the embedding, in order.
+    /// Returns the next action for the embedding, in order.
     pub fn poll_output(&mut self) -> Option<Output> {
         self.outputs.pop_front()
     }

@@ -8,7 +8,7 @@ use crate::session::{self, Will};
 use crate::store::{kind, RowKey, StoreOp};
 use crate::{Broker, ConnId, Output};
 
-/// How a connection ends.
+/// The cause of the end of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ending {
     /// The client sent DISCONNECT; the will is published only when it asked
@@ -77,9 +77,9 @@ impl Broker {
         let will = session.will.take();
         let will_key = RowKey::new(kind::WILL, client_id, "");
 
-        // The will waits for its delay only while the session lives; it is
-        // sent when the delay passes or the session ends, whichever is first
-        // (MQTT-3.1.3-9 and section 3.1.3.2.2 of 5.0).
+        // The will waits for its delay only while the session lives. It is
+        // sent when the delay passes or the session ends, whichever comes
+        // first (section 3.1.3.2.2 of 5.0).
         let mut publish_now = None;
         match will {
             Some(mut will) if publish_will && will.delay > 0 && expiry_interval > 0 => {

@@ -171,7 +171,7 @@ impl Broker {
         }
     }
 
-    /// The sessions a message goes to: one delivery per session for its
+    /// Lists the sessions a message goes to: one delivery per session for its
     /// ordinary subscriptions, at the highest QoS among them with every
     /// Subscription Identifier, and one per shared subscription group.
     fn match_targets(&mut self, origin: Option<&str>, topic_name: &str) -> Vec<Target> {
@@ -510,8 +510,8 @@ impl Broker {
     }
 }
 
-/// The row name of a queued or in-flight message: its sequence number,
-/// zero-padded so that names sort in sending order.
+/// Formats the row name of a queued or in-flight message: its sequence
+/// number, zero-padded so that names sort in sending order.
 pub(crate) fn sequence_name(sequence: u64) -> String {
     format!("{sequence:020}")
 }

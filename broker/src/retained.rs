@@ -41,7 +41,7 @@ impl Retained {
         self.messages.insert(message.topic.to_string(), message);
     }
 
-    /// The unexpired retained messages whose topic matches `filter`.
+    /// Returns the unexpired retained messages whose topic matches `filter`.
     pub fn matching(&self, filter: &str, now_ms: u64) -> Vec<Message> {
         self.messages
             .values()

@@ -43,7 +43,7 @@ pub struct Session {
 }
 
 impl Session {
-    /// A new session with nothing in it.
+    /// Creates an empty session.
     pub fn new(client_id: String, expiry_interval: u32) -> Session {
         Session {
             client_id,
@@ -61,8 +61,8 @@ impl Session {
         }
     }
 
-    /// The time the session ends if no client connects, if it is offline and
-    /// expires.
+    /// Returns the time the session ends unless a client connects, or `None`
+    /// while it is online or if it never expires.
     pub fn expires_at_ms(&self) -> Option<u64> {
         if self.conn.is_some() || self.expiry_interval == NEVER_EXPIRES {
             return None;
@@ -133,7 +133,7 @@ pub struct Subscription {
     pub identifier: Option<u32>,
 }
 
-/// Where an outgoing QoS 1 or 2 message is in its acknowledgement flow.
+/// The step of an outgoing QoS 1 or 2 message in its acknowledgement flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InflightState {
     /// PUBLISH sent; waiting for PUBACK (QoS 1) or PUBREC (QoS 2).

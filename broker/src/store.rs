@@ -60,7 +60,7 @@ pub mod kind {
 }
 
 impl RowKey {
-    /// The key of a row.
+    /// Builds the key of a row.
     pub fn new(kind: &'static str, owner: impl Into<String>, name: impl Into<String>) -> Self {
         RowKey {
             kind,

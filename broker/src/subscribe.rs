@@ -59,9 +59,9 @@ impl Broker {
             let existed = self.add_subscription(&client_id, &filter, subscription);
             reasons.push(granted_reason(subscription.qos));
 
-            // Retained messages go to new ordinary subscriptions only, as
-            // Retain Handling asks (MQTT-3.3.1-9 to MQTT-3.3.1-11), never to
-            // shared ones (MQTT-3.8.4-4 does not apply to them in 5.0).
+            // Retained messages go to ordinary subscriptions as Retain
+            // Handling requests (MQTT-3.3.1-9 to MQTT-3.3.1-11), and never to
+            // shared ones (section 4.8.2 of 5.0).
             let send_retained = match requested.retain_handling {
                 RetainHandling::SendAtSubscribe => true,
                 RetainHandling::SendIfNew => !existed,
@@ -158,7 +158,7 @@ impl Broker {
     }
 }
 
-/// The SUBACK reason code that grants a QoS.
+/// Returns the SUBACK reason code that grants a QoS.
 fn granted_reason(qos: QoS) -> ReasonCode {
     match qos {
         QoS::AtMostOnce => ReasonCode::Success,

@@ -28,7 +28,7 @@ fn mqtt31_connect_is_accepted() {
 }
 
 #[test]
-fn unacceptable_protocol_level_gets_return_code_1_then_close() {
+fn unknown_protocol_level_rejected() {
     let mut h = Harness::new();
     let conn = h.open();
     // CONNECT, protocol "MQTT" level 6, Clean Session, keep alive 0, id "c".
@@ -47,7 +47,7 @@ fn unacceptable_protocol_level_gets_return_code_1_then_close() {
 }
 
 #[test]
-fn empty_client_id_with_clean_session_0_is_rejected() {
+fn empty_id_without_clean_session_rejected() {
     let mut h = Harness::new();
     let (conn, connack) = h.connect_with(connect_packet("", V3_1_1, false));
     assert_eq!(connack.reason.to_v3_connack(), 0x02);
@@ -56,7 +56,7 @@ fn empty_client_id_with_clean_session_0_is_rejected() {
 }
 
 #[test]
-fn empty_client_id_with_clean_session_1_gets_generated_id() {
+fn empty_id_with_clean_session_generated() {
     let mut h = Harness::new();
     let first = h.connect("", V3_1_1);
     let second = h.connect("", V3_1_1);
@@ -273,7 +273,9 @@ fn qos1_publish_stored_before_puback() {
     let delivered = position(
         &|e| matches!(e, Event::Sent { conn, packet } if *conn == sub && matches!(**packet, Packet::Publish(_))),
     );
-    assert!(stored_message.is_some() && stored_retained.is_some() && puback.is_some());
+    assert!(stored_message.is_some());
+    assert!(stored_retained.is_some());
+    assert!(puback.is_some());
     assert!(stored_retained < puback, "retained row before PUBACK");
     assert!(
         stored_message < delivered,

@@ -26,21 +26,32 @@ fn publish_with(h: &mut Harness, conn: broker::ConnId, topic: &str, properties: 
 
 #[test]
 fn connack_properties_advertise_capabilities() {
-    let mut config = broker::Config::default();
-    config.max_qos = QoS::AtLeastOnce;
-    config.retain_available = false;
+    let config = broker::Config {
+        max_qos: QoS::AtLeastOnce,
+        retain_available: false,
+        ..Default::default()
+    };
     let mut h = Harness::with_config(config.clone());
     let (_, connack) = h.connect_with(connect_packet("c1", V5, true));
     let properties = connack.properties;
     assert_eq!(properties.receive_maximum, Some(config.receive_maximum));
     assert_eq!(properties.maximum_qos, Some(1));
     assert_eq!(properties.retain_available, Some(0));
-    assert_eq!(properties.maximum_packet_size, Some(config.max_packet_size as u32));
-    assert_eq!(properties.topic_alias_maximum, Some(config.topic_alias_maximum));
+    assert_eq!(
+        properties.maximum_packet_size,
+        Some(config.max_packet_size as u32)
+    );
+    assert_eq!(
+        properties.topic_alias_maximum,
+        Some(config.topic_alias_maximum)
+    );
     assert_eq!(properties.wildcard_subscription_available, Some(1));
     assert_eq!(properties.subscription_identifier_available, Some(1));
     assert_eq!(properties.shared_subscription_available, Some(1));
-    assert_eq!(properties.server_keep_alive, None, "client keep alive accepted");
+    assert_eq!(
+        properties.server_keep_alive, None,
+        "client keep alive accepted"
+    );
     assert_eq!(properties.assigned_client_identifier, None);
 }
 
@@ -49,15 +60,20 @@ fn empty_client_id_gets_assigned_identifier() {
     let mut h = Harness::new();
     let (_, connack) = h.connect_with(connect_packet("", V5, false));
     assert_eq!(connack.reason, ReasonCode::Success);
-    let assigned = connack.properties.assigned_client_identifier.expect("assigned id");
+    let assigned = connack
+        .properties
+        .assigned_client_identifier
+        .expect("assigned id");
     assert!(!assigned.is_empty());
     assert_eq!(h.broker.session_count(), 1);
 }
 
 #[test]
 fn max_keep_alive_sent_as_server_keep_alive() {
-    let mut config = broker::Config::default();
-    config.max_keep_alive = 60;
+    let config = broker::Config {
+        max_keep_alive: 60,
+        ..Default::default()
+    };
     let mut h = Harness::with_config(config);
     let mut connect = connect_packet("c1", V5, true);
     connect.keep_alive = 600;
@@ -65,7 +81,10 @@ fn max_keep_alive_sent_as_server_keep_alive() {
     assert_eq!(connack.properties.server_keep_alive, Some(60));
     h.advance(90_000);
     assert!(h.is_closed(conn));
-    assert_eq!(expect_disconnect(&mut h, conn), ReasonCode::KeepAliveTimeout);
+    assert_eq!(
+        expect_disconnect(&mut h, conn),
+        ReasonCode::KeepAliveTimeout
+    );
 }
 
 #[test]
@@ -102,7 +121,10 @@ fn topic_alias_resolves_and_is_not_forwarded() {
     let publisher = h.connect("pub", V5);
     h.subscribe(sub, "t/alias", QoS::AtMostOnce);
 
-    let set = Properties { topic_alias: Some(1), ..Default::default() };
+    let set = Properties {
+        topic_alias: Some(1),
+        ..Default::default()
+    };
     publish_with(&mut h, publisher, "t/alias", set);
     let first = h.expect_publish(sub);
     assert_eq!(first.topic, "t/alias");
@@ -123,10 +145,26 @@ fn topic_alias_survives_hibernation() {
     let sub = h.connect("sub", V5);
     let publisher = h.connect("pub", V5);
     h.subscribe(sub, "t", QoS::AtMostOnce);
-    publish_with(&mut h, publisher, "t", Properties { topic_alias: Some(2), ..Default::default() });
+    publish_with(
+        &mut h,
+        publisher,
+        "t",
+        Properties {
+            topic_alias: Some(2),
+            ..Default::default()
+        },
+    );
     h.expect_publish(sub);
     h.hibernate();
-    publish_with(&mut h, publisher, "", Properties { topic_alias: Some(2), ..Default::default() });
+    publish_with(
+        &mut h,
+        publisher,
+        "",
+        Properties {
+            topic_alias: Some(2),
+            ..Default::default()
+        },
+    );
     assert_eq!(h.expect_publish(sub).topic, "t");
 }
 
@@ -135,8 +173,19 @@ fn topic_alias_above_maximum_gets_disconnect() {
     let mut h = Harness::new();
     let publisher = h.connect("pub", V5);
     let alias = h.config.topic_alias_maximum + 1;
-    publish_with(&mut h, publisher, "t", Properties { topic_alias: Some(alias), ..Default::default() });
-    assert_eq!(expect_disconnect(&mut h, publisher), ReasonCode::TopicAliasInvalid);
+    publish_with(
+        &mut h,
+        publisher,
+        "t",
+        Properties {
+            topic_alias: Some(alias),
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        expect_disconnect(&mut h, publisher),
+        ReasonCode::TopicAliasInvalid
+    );
     assert!(h.is_closed(publisher));
 }
 
@@ -144,8 +193,19 @@ fn topic_alias_above_maximum_gets_disconnect() {
 fn unknown_topic_alias_gets_protocol_error() {
     let mut h = Harness::new();
     let publisher = h.connect("pub", V5);
-    publish_with(&mut h, publisher, "", Properties { topic_alias: Some(3), ..Default::default() });
-    assert_eq!(expect_disconnect(&mut h, publisher), ReasonCode::ProtocolError);
+    publish_with(
+        &mut h,
+        publisher,
+        "",
+        Properties {
+            topic_alias: Some(3),
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        expect_disconnect(&mut h, publisher),
+        ReasonCode::ProtocolError
+    );
 }
 
 #[test]
@@ -191,8 +251,15 @@ fn shared_subscription_delivers_once_per_group() {
     }
     let count = |h: &mut Harness, conn| std::iter::from_fn(|| h.next(conn)).count();
     let (first_count, second_count) = (count(&mut h, first), count(&mut h, second));
-    assert_eq!(first_count + second_count, 4, "one delivery per message to the group");
-    assert!(first_count > 0 && second_count > 0, "deliveries rotate among members");
+    assert_eq!(
+        first_count + second_count,
+        4,
+        "one delivery per message to the group"
+    );
+    assert!(
+        first_count > 0 && second_count > 0,
+        "deliveries rotate among members"
+    );
     assert_eq!(count(&mut h, plain), 4);
 }
 
@@ -257,7 +324,11 @@ fn retain_handling_controls_retained_on_subscribe() {
     h.assert_silent(sub);
 
     h.subscribe(sub, "t", QoS::AtMostOnce);
-    assert_eq!(h.expect_publish(sub).payload, "kept", "Retain Handling 0 always sends");
+    assert_eq!(
+        h.expect_publish(sub).payload,
+        "kept",
+        "Retain Handling 0 always sends"
+    );
 }
 
 #[test]
@@ -266,11 +337,22 @@ fn subscription_identifiers_sent_with_deliveries() {
     let publisher = h.connect("pub", V5);
     h.publish(publisher, "a/b", "kept", QoS::AtMostOnce, true);
     let sub = h.connect("sub", V5);
-    let with_id = |id| Properties { subscription_identifiers: vec![id], ..Default::default() };
-    h.subscribe_with(sub, SubscribeFilter::new("a/+", QoS::AtMostOnce), with_id(7));
+    let with_id = |id| Properties {
+        subscription_identifiers: vec![id],
+        ..Default::default()
+    };
+    h.subscribe_with(
+        sub,
+        SubscribeFilter::new("a/+", QoS::AtMostOnce),
+        with_id(7),
+    );
     let retained = h.expect_publish(sub);
     assert_eq!(retained.properties.subscription_identifiers, [7]);
-    h.subscribe_with(sub, SubscribeFilter::new("a/#", QoS::AtMostOnce), with_id(9));
+    h.subscribe_with(
+        sub,
+        SubscribeFilter::new("a/#", QoS::AtMostOnce),
+        with_id(9),
+    );
     h.expect_publish(sub);
 
     h.publish(publisher, "a/b", "live", QoS::AtMostOnce, false);
@@ -319,8 +401,10 @@ fn client_receive_maximum_limits_inflight() {
 
 #[test]
 fn inbound_receive_maximum_exceeded_gets_disconnect() {
-    let mut config = broker::Config::default();
-    config.receive_maximum = 1;
+    let config = broker::Config {
+        receive_maximum: 1,
+        ..Default::default()
+    };
     let mut h = Harness::with_config(config);
     let publisher = h.connect("pub", V5);
     h.publish(publisher, "t", "1", QoS::ExactlyOnce, false);
@@ -328,7 +412,10 @@ fn inbound_receive_maximum_exceeded_gets_disconnect() {
     let mut second = publish_packet("t", "2", QoS::ExactlyOnce, false);
     second.pkid = Some(pkid(2));
     h.send(publisher, Packet::Publish(second));
-    assert_eq!(expect_disconnect(&mut h, publisher), ReasonCode::ReceiveMaximumExceeded);
+    assert_eq!(
+        expect_disconnect(&mut h, publisher),
+        ReasonCode::ReceiveMaximumExceeded
+    );
 }
 
 #[test]
@@ -350,32 +437,47 @@ fn message_too_big_for_subscriber_is_not_sent() {
 
 #[test]
 fn packet_above_maximum_size_gets_disconnect() {
-    let mut config = broker::Config::default();
-    config.max_packet_size = 128;
+    let config = broker::Config {
+        max_packet_size: 128,
+        ..Default::default()
+    };
     let mut h = Harness::with_config(config);
     let publisher = h.connect("pub", V5);
     h.publish(publisher, "t", &"x".repeat(200), QoS::AtMostOnce, false);
-    assert_eq!(expect_disconnect(&mut h, publisher), ReasonCode::PacketTooLarge);
+    assert_eq!(
+        expect_disconnect(&mut h, publisher),
+        ReasonCode::PacketTooLarge
+    );
 }
 
 #[test]
 fn publish_above_maximum_qos_gets_disconnect() {
-    let mut config = broker::Config::default();
-    config.max_qos = QoS::AtLeastOnce;
+    let config = broker::Config {
+        max_qos: QoS::AtLeastOnce,
+        ..Default::default()
+    };
     let mut h = Harness::with_config(config);
     let publisher = h.connect("pub", V5);
     h.publish(publisher, "t", "x", QoS::ExactlyOnce, false);
-    assert_eq!(expect_disconnect(&mut h, publisher), ReasonCode::QoSNotSupported);
+    assert_eq!(
+        expect_disconnect(&mut h, publisher),
+        ReasonCode::QoSNotSupported
+    );
 }
 
 #[test]
 fn retain_when_unavailable_gets_disconnect() {
-    let mut config = broker::Config::default();
-    config.retain_available = false;
+    let config = broker::Config {
+        retain_available: false,
+        ..Default::default()
+    };
     let mut h = Harness::with_config(config);
     let publisher = h.connect("pub", V5);
     h.publish(publisher, "t", "x", QoS::AtMostOnce, true);
-    assert_eq!(expect_disconnect(&mut h, publisher), ReasonCode::RetainNotSupported);
+    assert_eq!(
+        expect_disconnect(&mut h, publisher),
+        ReasonCode::RetainNotSupported
+    );
 }
 
 #[test]
@@ -449,7 +551,10 @@ fn mqtt311_subscriber_gets_no_properties() {
     let sub = h.connect("sub", V3_1_1);
     h.subscribe(sub, "t", QoS::AtMostOnce);
     let publisher = h.connect("pub", V5);
-    let properties = Properties { content_type: Some("a".into()), ..Default::default() };
+    let properties = Properties {
+        content_type: Some("a".into()),
+        ..Default::default()
+    };
     publish_with(&mut h, publisher, "t", properties);
     let delivered = h.expect_publish(sub);
     assert_eq!(delivered.properties, Properties::default());

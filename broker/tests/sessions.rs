@@ -17,18 +17,27 @@ fn qos2_inbound_flow_delivers_once() {
     h.subscribe(sub, "t", QoS::AtMostOnce);
 
     h.publish(publisher, "t", "x", QoS::ExactlyOnce, false);
-    assert_eq!(h.next(publisher), Some(Packet::PubRec(PubRec::new(pkid(1)))));
+    assert_eq!(
+        h.next(publisher),
+        Some(Packet::PubRec(PubRec::new(pkid(1))))
+    );
     assert_eq!(h.expect_publish(sub).payload, "x");
     assert_eq!(h.rows_of_kind("incoming_qos2"), 1);
 
     let mut again = publish_packet("t", "x", QoS::ExactlyOnce, false);
     again.dup = true;
     h.send(publisher, Packet::Publish(again));
-    assert_eq!(h.next(publisher), Some(Packet::PubRec(PubRec::new(pkid(1)))));
+    assert_eq!(
+        h.next(publisher),
+        Some(Packet::PubRec(PubRec::new(pkid(1))))
+    );
     h.assert_silent(sub);
 
     h.send(publisher, Packet::PubRel(PubRel::new(pkid(1))));
-    assert_eq!(h.next(publisher), Some(Packet::PubComp(PubComp::new(pkid(1)))));
+    assert_eq!(
+        h.next(publisher),
+        Some(Packet::PubComp(PubComp::new(pkid(1))))
+    );
     assert_eq!(h.rows_of_kind("incoming_qos2"), 0);
 
     // After PUBREL the packet id is free and a new message is delivered.
@@ -48,7 +57,10 @@ fn qos2_inbound_duplicate_detected_after_hibernation() {
 
     h.hibernate();
     h.publish(publisher, "t", "x", QoS::ExactlyOnce, false);
-    assert_eq!(h.next(publisher), Some(Packet::PubRec(PubRec::new(pkid(1)))));
+    assert_eq!(
+        h.next(publisher),
+        Some(Packet::PubRec(PubRec::new(pkid(1))))
+    );
     h.assert_silent(sub);
 }
 
@@ -101,7 +113,11 @@ fn persistent_session_queues_messages_while_offline() {
         h.publish_qos1(publisher, "t", payload, false);
     }
     h.publish(publisher, "t", "qos0", QoS::AtMostOnce, false);
-    assert_eq!(h.rows_of_kind("message"), 3, "QoS 0 is not queued by default");
+    assert_eq!(
+        h.rows_of_kind("message"),
+        3,
+        "QoS 0 is not queued by default"
+    );
 
     let (sub, connack) = h.connect_with(connect_packet("sub", V3_1_1, false));
     assert!(connack.session_present);
@@ -152,7 +168,10 @@ fn session_present_matches_stored_session() {
     h.disconnect(conn);
 
     let (_, connack) = h.connect_with(connect_packet("c1", V3_1_1, false));
-    assert!(!connack.session_present, "the clean session ended at disconnect");
+    assert!(
+        !connack.session_present,
+        "the clean session ended at disconnect"
+    );
 }
 
 #[test]
@@ -187,8 +206,10 @@ fn session_expiry_ends_offline_session() {
 
 #[test]
 fn session_expiry_maximum_caps_requested_expiry() {
-    let mut config = broker::Config::default();
-    config.session_expiry_maximum = 10;
+    let config = broker::Config {
+        session_expiry_maximum: 10,
+        ..Default::default()
+    };
     let mut h = Harness::with_config(config);
     let mut connect = connect_packet("c1", V5, true);
     connect.properties.session_expiry_interval = Some(3600);
@@ -201,8 +222,10 @@ fn session_expiry_maximum_caps_requested_expiry() {
 
 #[test]
 fn offline_qos0_queued_when_configured() {
-    let mut config = broker::Config::default();
-    config.queue_qos0 = true;
+    let config = broker::Config {
+        queue_qos0: true,
+        ..Default::default()
+    };
     let mut h = Harness::with_config(config);
     let sub = h.connect_session("sub", V3_1_1, false);
     h.subscribe(sub, "t", QoS::AtMostOnce);
@@ -216,8 +239,10 @@ fn offline_qos0_queued_when_configured() {
 
 #[test]
 fn full_queue_drops_newest_and_counts() {
-    let mut config = broker::Config::default();
-    config.max_queued_messages = 2;
+    let config = broker::Config {
+        max_queued_messages: 2,
+        ..Default::default()
+    };
     let mut h = Harness::with_config(config);
     let sub = h.connect_session("sub", V3_1_1, false);
     h.subscribe(sub, "t", QoS::AtLeastOnce);
@@ -236,8 +261,10 @@ fn full_queue_drops_newest_and_counts() {
 
 #[test]
 fn queue_byte_limit_drops_messages() {
-    let mut config = broker::Config::default();
-    config.max_queued_bytes = 10;
+    let config = broker::Config {
+        max_queued_bytes: 10,
+        ..Default::default()
+    };
     let mut h = Harness::with_config(config);
     let sub = h.connect_session("sub", V3_1_1, false);
     h.subscribe(sub, "t", QoS::AtLeastOnce);
@@ -250,8 +277,10 @@ fn queue_byte_limit_drops_messages() {
 
 #[test]
 fn inflight_window_queues_until_acknowledged() {
-    let mut config = broker::Config::default();
-    config.max_inflight = 1;
+    let config = broker::Config {
+        max_inflight: 1,
+        ..Default::default()
+    };
     let mut h = Harness::with_config(config);
     let sub = h.connect("sub", V3_1_1);
     let publisher = h.connect("pub", V3_1_1);
@@ -330,8 +359,10 @@ fn will_published_on_disconnect_with_will_message() {
     let mut connect = connect_packet("c1", V5, true);
     connect.will = Some(will("will", "asked", QoS::AtMostOnce, false));
     let (conn, _) = h.connect_with(connect);
-    let disconnect =
-        Disconnect { reason: ReasonCode::DisconnectWithWillMessage, ..Default::default() };
+    let disconnect = Disconnect {
+        reason: ReasonCode::DisconnectWithWillMessage,
+        ..Default::default()
+    };
     h.send(conn, Packet::Disconnect(disconnect));
     assert!(h.is_closed(conn));
     assert_eq!(h.expect_publish(sub).payload, "asked");

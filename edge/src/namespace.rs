@@ -182,7 +182,10 @@ impl Namespace {
         let now = Date::now().as_millis();
         let broker = Broker::restore(config, rows, connections, now);
         console_log!("namespace {name}: broker started with {} open sockets", sockets.len());
-        *self.loaded.borrow_mut() = Some(Loaded { broker, namespace: name, sockets });
+        let mut loaded = Loaded { broker, namespace: name, sockets };
+        // Restoring can close connections whose records are unreadable.
+        self.carry_out(&mut loaded);
+        *self.loaded.borrow_mut() = Some(loaded);
         Ok(())
     }
 

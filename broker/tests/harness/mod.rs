@@ -256,7 +256,7 @@ impl Harness {
         self.now = target;
     }
 
-    /// The peer closes its socket.
+    /// Closes the socket from the peer's side.
     pub fn close_socket(&mut self, conn: ConnId) {
         self.broker.handle_closed(conn, self.now);
         self.records.remove(&conn);
