@@ -24,7 +24,7 @@ const SUBPROTOCOLS: [&str; 2] = ["mqtt", "mqttv3.1"];
 /// WebSocket close code sent when the broker ends a connection.
 const CLOSE_NORMAL: u16 = 1000;
 
-/// What each socket keeps across hibernation.
+/// Per-socket state kept across hibernation.
 #[derive(Serialize, Deserialize)]
 struct Attachment {
     /// The broker's connection id, as a string because JavaScript numbers
@@ -36,7 +36,7 @@ struct Attachment {
     record: Vec<u8>,
 }
 
-/// What the object knows about its alarm.
+/// The alarm time as far as this instance has read or set it.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Alarm {
     /// Not read since the object was constructed.
@@ -295,8 +295,8 @@ impl Namespace {
     }
 }
 
-/// Picks the subprotocol to answer. `Ok(Some(None))` when the client offered
-/// none, `Ok(None)` when it offered only ones this broker does not speak.
+/// Chooses the subprotocol for the 101 response: `Ok(Some(None))` when the
+/// client offered none, `Ok(None)` when it offered only unsupported ones.
 fn choose_subprotocol(req: &Request) -> Result<Option<Option<&'static str>>> {
     let Some(offered) = req.headers().get("Sec-WebSocket-Protocol")? else {
         return Ok(Some(None));

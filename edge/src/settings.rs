@@ -3,7 +3,7 @@
 use broker::Config;
 use worker::Env;
 
-/// Name of the `[vars]` entry that holds the broker settings, a table such as
+/// Name of the `[vars]` entry that contains the broker settings, a table such as
 /// `MQTT = { max_packet_size = 1048576 }` in `wrangler.toml`.
 pub const SETTINGS_VAR: &str = "MQTT";
 

@@ -1,6 +1,6 @@
 //! The broker's rows in the Durable Object's SQLite storage.
 //!
-//! One table holds every row the core asks to keep, keyed by
+//! One table contains every row the core asks to keep, keyed by
 //! `(kind, owner, name)`; the value is opaque to this layer.
 
 use broker::{Row, StoreOp};
