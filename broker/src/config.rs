@@ -37,7 +37,7 @@ pub struct Config {
     /// in-flight window). A message that does not fit is dropped and
     /// counted. Default 1000.
     pub max_queued_messages: usize,
-    /// Most payload bytes queued for one session. Default 16 MiB.
+    /// Most bytes (topic and payload) queued for one session. Default 16 MiB.
     pub max_queued_bytes: usize,
     /// Highest topic alias a client may use, advertised to MQTT 5.0 clients
     /// as Topic Alias Maximum. 0 turns topic aliases off. Default 10, because
@@ -79,8 +79,10 @@ impl Config {
     /// Parses one setting, named by its field name in snake_case, such as
     /// `max_packet_size` or `retain_available`.
     ///
-    /// The Worker passes each entry of its `[vars]` settings here. Numbers are
-    /// decimal; booleans are `true` or `false`; `max_qos` is 0, 1 or 2.
+    /// The Worker passes each entry of its `[vars]` settings here. A variable
+    /// named like `MQTT_MAX_PACKET_SIZE` maps to the name lowercased without
+    /// the `mqtt_` prefix. Numbers are decimal, booleans are `true` or
+    /// `false`, and `max_qos` is 0, 1 or 2.
     /// Returns an error naming the problem for an unknown name or a value
     /// that does not parse or is out of range.
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), String> {
@@ -95,7 +97,7 @@ impl Config {
                 }
                 self.max_packet_size = size;
             }
-            "connect_timeout_ms" => self.connect_timeout_ms = parse_number(value)?,
+            "connect_timeout_ms" => self.connect_timeout_ms = parse_nonzero(value)?,
             "max_keep_alive" => self.max_keep_alive = parse_number(value)?,
             "server_keep_alive" => self.server_keep_alive = parse_number(value)?,
             "receive_maximum" => self.receive_maximum = parse_nonzero(value)?,

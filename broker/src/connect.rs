@@ -170,8 +170,12 @@ impl Broker {
     /// a new connection to the session cancels a delayed will.
     fn take_over(&mut self, old_conn: ConnId, resume: bool, now_ms: u64) {
         let mut pending_will = None;
+        let mut session_continues = false;
         if let Some(client_id) = self.client_id_of(old_conn) {
             if let Some(session) = self.sessions.get_mut(&client_id) {
+                // A session that expires at disconnect ends with the old
+                // connection, so the new one cannot continue it.
+                session_continues = resume && session.expiry_interval > 0;
                 pending_will = session.will.take();
                 if pending_will.is_some() {
                     let key = RowKey::new(kind::WILL, client_id.as_str(), "");
@@ -192,7 +196,7 @@ impl Broker {
         self.end_connection(old_conn, Ending::TakenOver, now_ms);
 
         if let Some(will) = pending_will {
-            if !(resume && will.delay > 0) {
+            if !(session_continues && will.delay > 0) {
                 self.publish_will(will, now_ms);
             }
         }

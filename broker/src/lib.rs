@@ -26,6 +26,7 @@
 //! - `topic`: topic name and filter checks, matching, shared subscriptions.
 //! - `message`: application messages and their stored form.
 //! - `session`: sessions, subscriptions, in-flight and queued messages.
+//! - `subscriptions`: the index of every subscription by topic level.
 //! - `connection`: per-socket state and its hibernation record.
 //! - `retained`: retained messages.
 //! - `connect`: CONNECT, CONNACK, session takeover and resumption.
@@ -33,6 +34,8 @@
 //! - `subscribe`: SUBSCRIBE and UNSUBSCRIBE.
 //! - `lifecycle`: the end of connections and sessions, wills and deadlines.
 //! - `restore`: rebuilding the state from rows and connection records.
+
+#![warn(missing_docs)]
 
 pub mod config;
 pub mod store;
@@ -47,6 +50,7 @@ mod restore;
 mod retained;
 mod session;
 mod subscribe;
+mod subscriptions;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -57,6 +61,7 @@ use crate::connection::Connection;
 use crate::lifecycle::Ending;
 use crate::retained::Retained;
 use crate::session::Session;
+use crate::subscriptions::SubscriptionTree;
 
 pub use config::Config;
 pub use store::{Row, RowKey, StoreOp};
@@ -68,12 +73,26 @@ pub type ConnId = u64;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
     /// Send these bytes (one or more whole packets) as one binary message.
-    Send { conn: ConnId, bytes: Bytes },
+    Send {
+        /// The socket to send on.
+        conn: ConnId,
+        /// Whole encoded packets.
+        bytes: Bytes,
+    },
     /// Close the socket once the sends before this output are flushed.
-    Close { conn: ConnId },
+    Close {
+        /// The socket to close.
+        conn: ConnId,
+    },
     /// Keep this record with the socket (the Durable Object's WebSocket
-    /// attachment) so that the connection survives hibernation.
-    SaveConnection { conn: ConnId, record: Bytes },
+    /// attachment) so that the connection survives hibernation. The record
+    /// is at most 15 KiB.
+    SaveConnection {
+        /// The socket the record belongs to.
+        conn: ConnId,
+        /// The latest record, replacing any earlier one.
+        record: Bytes,
+    },
     /// Write to durable storage.
     Store(StoreOp),
 }
@@ -83,6 +102,8 @@ pub struct Broker {
     config: Config,
     connections: BTreeMap<ConnId, Connection>,
     sessions: BTreeMap<String, Session>,
+    /// Every subscription of `sessions`, indexed for routing.
+    subscription_tree: SubscriptionTree,
     retained: Retained,
     outputs: VecDeque<Output>,
     /// Connections whose record changed during the current event.
@@ -107,6 +128,7 @@ impl Broker {
             config,
             connections: BTreeMap::new(),
             sessions: BTreeMap::new(),
+            subscription_tree: SubscriptionTree::default(),
             retained: Retained::default(),
             outputs: VecDeque::new(),
             changed_records: BTreeSet::new(),

@@ -1,7 +1,7 @@
 //! The end of connections and sessions: DISCONNECT, socket close, protocol
 //! errors, wills, and the deadlines that [`Broker::handle_timeout`] runs.
 
-use codec::{Disconnect, Packet, ProtocolVersion, ReasonCode};
+use codec::{Disconnect, Packet, ProtocolVersion, ReasonCode, ReasonKind};
 
 use crate::message::Message;
 use crate::session::{self, Will};
@@ -33,8 +33,12 @@ impl Broker {
             return;
         };
         if let (Ending::ServerClose(reason), Some(ProtocolVersion::V5)) = (ending, version) {
-            // DISCONNECT from the server carries only error codes
-            // (MQTT-3.14.2-1); after a keep alive timeout it is 0x8D.
+            // DISCONNECT carries only DISCONNECT reason codes (MQTT-3.14.2-1).
+            // A decode error may map to a CONNACK-only code such as 0x84.
+            let reason = match reason.allowed_in(ReasonKind::Disconnect) {
+                true => reason,
+                false => ReasonCode::ProtocolError,
+            };
             let disconnect = Disconnect {
                 reason,
                 ..Default::default()
@@ -121,6 +125,9 @@ impl Broker {
         let Some(session) = self.sessions.remove(client_id) else {
             return;
         };
+        for filter in session.subscriptions.keys() {
+            self.subscription_tree.remove(client_id, filter);
+        }
         for kind in kind::SESSION_KINDS {
             self.store(StoreOp::DeleteOwner {
                 kind,

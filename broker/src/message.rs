@@ -127,3 +127,51 @@ pub fn decode_publish(bytes: &mut Bytes) -> Option<Publish> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_message_keeps_properties_and_expiry() {
+        let message = Message {
+            topic: "a/b".into(),
+            payload: Bytes::from_static(b"\x00\xffpayload"),
+            qos: QoS::ExactlyOnce,
+            retain: true,
+            properties: Properties {
+                content_type: Some("bin".into()),
+                subscription_identifiers: vec![4, 5],
+                user_properties: vec![("k".into(), "v".into())],
+                ..Properties::default()
+            },
+            expires_at_ms: Some(123_456),
+        };
+        let mut out = BytesMut::new();
+        message.encode_stored(&mut out);
+        let restored = Message::decode_stored(&mut out.freeze()).unwrap();
+        assert_eq!(restored, message);
+    }
+
+    #[test]
+    fn publish_carries_remaining_expiry_rounded_up() {
+        let message = Message {
+            topic: "t".into(),
+            payload: Bytes::new(),
+            qos: QoS::AtMostOnce,
+            retain: false,
+            properties: Properties::default(),
+            expires_at_ms: Some(10_500),
+        };
+        let publish = message.to_publish(None, false, 1_000);
+        assert_eq!(publish.properties.message_expiry_interval, Some(10));
+        assert!(!message.is_expired(10_499));
+        assert!(message.is_expired(10_500));
+    }
+
+    #[test]
+    fn damaged_stored_message_does_not_decode() {
+        assert!(Message::decode_stored(&mut Bytes::from_static(&[0, 0])).is_none());
+        assert!(Message::decode_stored(&mut Bytes::from_static(&[0; 12])).is_none());
+    }
+}

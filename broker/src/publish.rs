@@ -28,11 +28,12 @@ impl Broker {
             return;
         };
         if let Err(reason) = self.resolve_topic_alias(conn, &mut publish) {
+            log::debug!("connection {conn}: invalid topic alias, closing with {reason:?}");
             self.end_connection(conn, Ending::ServerClose(reason), now_ms);
             return;
         }
         if let Err(reason) = self.check_publish(&publish) {
-            log::debug!("connection {conn}: PUBLISH refused with {reason:?}");
+            log::debug!("connection {conn}: PUBLISH rejected with {reason:?}");
             self.end_connection(conn, Ending::ServerClose(reason), now_ms);
             return;
         }
@@ -50,6 +51,7 @@ impl Broker {
             if pending >= usize::from(self.config.receive_maximum) {
                 // The client sent more than Receive Maximum unacknowledged
                 // QoS 2 messages (MQTT-3.3.4-7).
+                log::debug!("connection {conn}: more than Receive Maximum QoS 2 messages");
                 let reason = ReasonCode::ReceiveMaximumExceeded;
                 self.end_connection(conn, Ending::ServerClose(reason), now_ms);
                 return;
@@ -75,7 +77,7 @@ impl Broker {
                     reason,
                     ..PubAck::new(id)
                 };
-                self.send_ack(conn, Packet::PubAck(ack));
+                self.send(conn, &Packet::PubAck(ack));
             }
             (QoS::ExactlyOnce, Some(id)) => {
                 if authorized {
@@ -91,7 +93,7 @@ impl Broker {
                     reason,
                     ..PubRec::new(id)
                 };
-                self.send_ack(conn, Packet::PubRec(rec));
+                self.send(conn, &Packet::PubRec(rec));
             }
             _ => {}
         }
@@ -126,8 +128,6 @@ impl Broker {
                 .ok_or(ReasonCode::ProtocolError)?;
             publish.topic = topic.clone();
         } else {
-            // NOTE: aliases live in the 16 KiB connection record; many long
-            // aliased topics could outgrow it.
             connected.topic_aliases.insert(alias, publish.topic.clone());
         }
         Ok(())
@@ -144,12 +144,6 @@ impl Broker {
             return Err(ReasonCode::RetainNotSupported);
         }
         Ok(())
-    }
-
-    /// Sends an acknowledgement. Its reason code exists only in 5.0 and is
-    /// dropped by the encoder before.
-    fn send_ack(&mut self, conn: ConnId, packet: Packet) {
-        self.send(conn, &packet);
     }
 
     /// Stores a retained message if it is one, then delivers it to every
@@ -175,40 +169,43 @@ impl Broker {
     /// ordinary subscriptions, at the highest QoS among them with every
     /// Subscription Identifier, and one per shared subscription group.
     fn match_targets(&mut self, origin: Option<&str>, topic_name: &str) -> Vec<Target> {
-        let mut targets: BTreeMap<&str, Target> = BTreeMap::new();
-        let mut groups: BTreeMap<(&str, &str), Vec<Target>> = BTreeMap::new();
-        for (client_id, session) in &self.sessions {
-            for (filter, subscription) in &session.subscriptions {
-                let target = Target {
-                    client_id: client_id.clone(),
-                    qos: subscription.qos,
-                    retain_as_published: subscription.retain_as_published,
-                    identifiers: subscription.identifier.into_iter().collect(),
-                };
-                match topic::parse_filter(filter) {
-                    ParsedFilter::Plain(plain) if topic::matches(plain, topic_name) => {
-                        if subscription.no_local && origin == Some(client_id.as_str()) {
-                            continue;
+        let mut targets: BTreeMap<String, Target> = BTreeMap::new();
+        let mut groups: BTreeMap<(String, String), Vec<Target>> = BTreeMap::new();
+        for (client_id, filter) in self.subscription_tree.matches(topic_name) {
+            let subscription = self
+                .sessions
+                .get(&client_id)
+                .and_then(|session| session.subscriptions.get(&filter));
+            let Some(subscription) = subscription else {
+                continue;
+            };
+            let target = Target {
+                client_id: client_id.clone(),
+                qos: subscription.qos,
+                retain_as_published: subscription.retain_as_published,
+                identifiers: subscription.identifier.into_iter().collect(),
+            };
+            match topic::parse_filter(&filter) {
+                ParsedFilter::Plain(_) => {
+                    if subscription.no_local && origin == Some(client_id.as_str()) {
+                        continue;
+                    }
+                    match targets.get_mut(&client_id) {
+                        Some(merged) => {
+                            merged.qos = merged.qos.max(target.qos);
+                            merged.retain_as_published |= target.retain_as_published;
+                            merged.identifiers.extend(target.identifiers);
                         }
-                        match targets.get_mut(client_id.as_str()) {
-                            Some(merged) => {
-                                merged.qos = merged.qos.max(target.qos);
-                                merged.retain_as_published |= target.retain_as_published;
-                                merged.identifiers.extend(target.identifiers);
-                            }
-                            None => {
-                                targets.insert(client_id, target);
-                            }
+                        None => {
+                            targets.insert(client_id, target);
                         }
                     }
-                    ParsedFilter::Shared(shared) if topic::matches(shared.filter, topic_name) => {
-                        groups
-                            .entry((shared.group, shared.filter))
-                            .or_default()
-                            .push(target);
-                    }
-                    _ => {}
                 }
+                ParsedFilter::Shared(shared) => {
+                    let group = (shared.group.to_string(), shared.filter.to_string());
+                    groups.entry(group).or_default().push(target);
+                }
+                ParsedFilter::Invalid => {}
             }
         }
 
@@ -252,14 +249,16 @@ impl Broker {
         }
         let window_full = session.inflight.len() >= self.inflight_limit(conn);
         if window_full || !session.queue.is_empty() {
+            // Behind queued messages, to keep the order.
             self.enqueue(client_id, message);
+            self.drain_queue(client_id, now_ms);
             return;
         }
         let sequence = self
             .sessions
             .get_mut(client_id)
             .map_or(0, |s| s.take_sequence());
-        self.start_inflight(client_id, conn, sequence, message, now_ms);
+        self.start_inflight(client_id, conn, sequence, message, false, now_ms);
     }
 
     /// Most QoS 1 and 2 messages in flight to a connection: the broker's
@@ -294,38 +293,61 @@ impl Broker {
     }
 
     /// Gives a message a packet id, stores it as in flight and sends it.
+    /// `queued` tells whether the message has a queue row to replace.
+    ///
+    /// Only sessions that outlive their connection store in-flight messages:
+    /// a session that ends with its connection never resends them, and
+    /// skipping the rows saves two row writes per delivery.
     fn start_inflight(
         &mut self,
         client_id: &str,
         conn: ConnId,
         sequence: u64,
         message: Message,
+        queued: bool,
         now_ms: u64,
     ) {
         let key = RowKey::new(kind::MESSAGE, client_id, sequence_name(sequence));
+        let stored = self
+            .sessions
+            .get(client_id)
+            .is_some_and(|session| session.expiry_interval > 0);
         let Some(pkid) = self
             .sessions
             .get_mut(client_id)
             .and_then(|s| s.take_packet_id())
         else {
+            // Every packet id is in flight, which the in-flight limit (at
+            // most 65 535) prevents.
+            self.dropped_messages += 1;
+            if queued {
+                self.store(StoreOp::Delete { key });
+            }
             return;
         };
         let Some(bytes) = self.encode_publish_for(conn, &message, Some(pkid), false, now_ms) else {
             // Too big for the client: dropped as if sent (MQTT-3.1.2-25).
             self.dropped_messages += 1;
-            self.store(StoreOp::Delete { key });
+            if queued {
+                self.store(StoreOp::Delete { key });
+            }
             return;
         };
         let inflight = Inflight {
             pkid,
             state: InflightState::Published,
             message: Some(message),
+            stored,
         };
-        let value = session::encode_inflight(&inflight);
+        if stored {
+            let value = session::encode_inflight(&inflight);
+            self.store(StoreOp::Put { key, value });
+        } else if queued {
+            self.store(StoreOp::Delete { key });
+        }
         if let Some(session) = self.sessions.get_mut(client_id) {
             session.inflight.insert(sequence, inflight);
         }
-        self.store(StoreOp::Put { key, value });
         self.send_bytes(conn, bytes);
     }
 
@@ -355,7 +377,7 @@ impl Broker {
                 }
                 continue;
             }
-            self.start_inflight(client_id, conn, sequence, message, now_ms);
+            self.start_inflight(client_id, conn, sequence, message, true, now_ms);
         }
     }
 
@@ -445,9 +467,14 @@ impl Broker {
             log::debug!("connection {conn}: acknowledgement out of order for packet id {pkid}");
             return;
         }
-        session.inflight.remove(&sequence);
-        let key = RowKey::new(kind::MESSAGE, client_id.as_str(), sequence_name(sequence));
-        self.store(StoreOp::Delete { key });
+        let stored = session
+            .inflight
+            .remove(&sequence)
+            .is_some_and(|entry| entry.stored);
+        if stored {
+            let key = RowKey::new(kind::MESSAGE, client_id.as_str(), sequence_name(sequence));
+            self.store(StoreOp::Delete { key });
+        }
         self.drain_queue(&client_id, now_ms);
     }
 
@@ -478,9 +505,11 @@ impl Broker {
         };
         entry.state = InflightState::Released;
         entry.message = None;
-        let value = session::encode_inflight(entry);
-        let key = RowKey::new(kind::MESSAGE, client_id.as_str(), sequence_name(sequence));
-        self.store(StoreOp::Put { key, value });
+        if entry.stored {
+            let value = session::encode_inflight(entry);
+            let key = RowKey::new(kind::MESSAGE, client_id.as_str(), sequence_name(sequence));
+            self.store(StoreOp::Put { key, value });
+        }
         self.send(conn, &Packet::PubRel(PubRel::new(rec.pkid)));
     }
 

@@ -8,7 +8,7 @@ use crate::connection::{self, Connection};
 use crate::lifecycle::Ending;
 use crate::retained;
 use crate::session::{self, Session, SessionRecord, StoredMessage};
-use crate::store::{kind, Row};
+use crate::store::{kind, Row, RowKey, StoreOp};
 use crate::{Broker, ConnId, Output};
 
 impl Broker {
@@ -33,7 +33,11 @@ impl Broker {
                     Some(message) if !message.is_expired(now_ms) => {
                         self.retained.insert_restored(message)
                     }
-                    _ => {}
+                    // Expired or damaged rows are deleted here, because
+                    // nothing else would ever delete them.
+                    _ => self.store(StoreOp::Delete {
+                        key: RowKey::new(kind::RETAINED, "", row.name),
+                    }),
                 }
                 continue;
             }
@@ -41,6 +45,11 @@ impl Broker {
                 continue;
             };
             restore_session_row(session, &row.kind, row.name, row.value);
+        }
+        for session in self.sessions.values() {
+            for filter in session.subscriptions.keys() {
+                self.subscription_tree.insert(&session.client_id, filter);
+            }
         }
         for session in self.sessions.values_mut() {
             // Continue packet ids after the newest message in flight.
@@ -64,11 +73,29 @@ impl Broker {
             let buffer_lost = connection.buffer_lost;
             self.connections.insert(conn, connection);
             if let Some(client_id) = client_id {
-                match self.sessions.get_mut(&client_id) {
-                    Some(session) => session.conn = Some(conn),
+                let Some(session) = self.sessions.get_mut(&client_id) else {
+                    // The session ended while the socket stayed open.
+                    self.end_connection(conn, Ending::Rejected, now_ms);
+                    continue;
+                };
+                // A socket the broker closed after a takeover may still be
+                // listed while its close completes. Ids only grow, so the
+                // higher id is the newer connection, and the other is closed
+                // without touching the session.
+                let stale = match session.conn {
+                    Some(other) if other > conn => Some(conn),
+                    Some(other) => {
+                        session.conn = Some(conn);
+                        Some(other)
+                    }
                     None => {
-                        // The session ended while the socket stayed open.
-                        self.end_connection(conn, Ending::Rejected, now_ms);
+                        session.conn = Some(conn);
+                        None
+                    }
+                };
+                if let Some(stale) = stale {
+                    self.end_connection(stale, Ending::Rejected, now_ms);
+                    if stale == conn {
                         continue;
                     }
                 }

@@ -42,7 +42,18 @@ impl Retained {
     }
 
     /// Returns the unexpired retained messages whose topic matches `filter`.
+    /// A filter without wildcards is one lookup; others scan every retained
+    /// message.
     pub fn matching(&self, filter: &str, now_ms: u64) -> Vec<Message> {
+        if !filter.contains(['+', '#']) {
+            return self
+                .messages
+                .get(filter)
+                .filter(|message| !message.is_expired(now_ms))
+                .cloned()
+                .into_iter()
+                .collect();
+        }
         self.messages
             .values()
             .filter(|message| !message.is_expired(now_ms))

@@ -20,7 +20,8 @@ pub struct Session {
     pub client_id: String,
     /// The connection currently using the session.
     pub conn: Option<ConnId>,
-    /// Seconds the session outlives its connection; [`NEVER_EXPIRES`] or 0.
+    /// Seconds the session outlives its connection. 0 ends it with the
+    /// connection, and [`NEVER_EXPIRES`] keeps it until a clean start.
     pub expiry_interval: u32,
     /// When the last connection ended, for the session expiry.
     pub disconnected_at_ms: Option<u64>,
@@ -151,6 +152,9 @@ pub struct Inflight {
     pub state: InflightState,
     /// The message; `None` once released.
     pub message: Option<Message>,
+    /// Whether the message has a row. Messages to sessions that end with
+    /// their connection have none, because nothing would ever resend them.
+    pub stored: bool,
 }
 
 /// A will message with its delay.
@@ -265,11 +269,13 @@ pub fn decode_message_row(mut value: Bytes) -> Option<StoredMessage> {
             pkid: PacketId::new(pkid)?,
             state: InflightState::Published,
             message: Some(Message::decode_stored(&mut value)?),
+            stored: true,
         })),
         STATE_RELEASED => Some(StoredMessage::Inflight(Inflight {
             pkid: PacketId::new(pkid)?,
             state: InflightState::Released,
             message: None,
+            stored: true,
         })),
         _ => None,
     }

@@ -11,17 +11,24 @@ use bytes::Bytes;
 /// The key of a stored row.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RowKey {
+    /// The row kind, one of the constants in [`kind`].
     pub kind: &'static str,
+    /// The client id that owns the row, or empty for namespace rows.
     pub owner: String,
+    /// Tells rows of one kind and owner apart.
     pub name: String,
 }
 
 /// A stored row, as read back at start-up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Row {
+    /// The row kind, as in [`RowKey::kind`].
     pub kind: String,
+    /// The owner, as in [`RowKey::owner`].
     pub owner: String,
+    /// The name, as in [`RowKey::name`].
     pub name: String,
+    /// The value as written by [`StoreOp::Put`].
     pub value: Bytes,
 }
 
@@ -29,11 +36,24 @@ pub struct Row {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreOp {
     /// Insert or replace one row.
-    Put { key: RowKey, value: Bytes },
+    Put {
+        /// The row to write.
+        key: RowKey,
+        /// Opaque bytes: at most the maximum packet size plus a few bytes.
+        value: Bytes,
+    },
     /// Delete one row if it exists.
-    Delete { key: RowKey },
+    Delete {
+        /// The row to delete.
+        key: RowKey,
+    },
     /// Delete every row of `kind` that belongs to `owner`.
-    DeleteOwner { kind: &'static str, owner: String },
+    DeleteOwner {
+        /// The row kind.
+        kind: &'static str,
+        /// The client id whose rows go.
+        owner: String,
+    },
 }
 
 /// Row kinds. Every kind but [`RETAINED`] is owned by one client id.

@@ -98,6 +98,7 @@ impl Broker {
             .subscriptions
             .insert(filter.to_string(), subscription)
             .is_some();
+        self.subscription_tree.insert(client_id, filter);
         let value = session::encode_subscription(&subscription);
         self.store(StoreOp::Put {
             key: RowKey::new(kind::SUBSCRIPTION, client_id, filter),
@@ -136,6 +137,7 @@ impl Broker {
                 .sessions
                 .get_mut(&client_id)
                 .is_some_and(|session| session.subscriptions.remove(&**filter).is_some());
+            self.subscription_tree.remove(&client_id, filter);
             if removed {
                 let key = RowKey::new(kind::SUBSCRIPTION, client_id.as_str(), filter.to_string());
                 self.store(StoreOp::Delete { key });

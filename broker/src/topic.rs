@@ -1,9 +1,6 @@
 //! Subscription filters as the broker sees them: plain or shared, and the
 //! topics clients may not publish to. Validation and matching themselves are
 //! the codec's ([`codec::topic`]).
-//!
-//! The broker tests every subscription against each published topic, which
-//! is linear in the number of subscriptions of the namespace.
 
 pub use codec::topic::{matches, valid_topic_filter, valid_topic_name};
 

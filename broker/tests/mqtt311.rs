@@ -256,7 +256,7 @@ fn qos0_publish_is_delivered() {
 #[test]
 fn qos1_publish_stored_before_puback() {
     let mut h = Harness::new();
-    let sub = h.connect("sub", V3_1_1);
+    let sub = h.connect_session("sub", V3_1_1, false);
     let publisher = h.connect("pub", V3_1_1);
     h.subscribe(sub, "t", QoS::AtLeastOnce);
     h.events.clear();
@@ -287,7 +287,7 @@ fn qos1_publish_stored_before_puback() {
 #[test]
 fn qos1_delivery_uses_packet_id_until_puback() {
     let mut h = Harness::new();
-    let sub = h.connect("sub", V3_1_1);
+    let sub = h.connect_session("sub", V3_1_1, false);
     let publisher = h.connect("pub", V3_1_1);
     h.subscribe(sub, "t", QoS::AtLeastOnce);
     h.publish_qos1(publisher, "t", "1", false);
@@ -308,6 +308,28 @@ fn qos1_delivery_uses_packet_id_until_puback() {
         h.rows_of_kind("message"),
         0,
         "acknowledged messages are deleted"
+    );
+}
+
+#[test]
+fn clean_session_deliveries_write_no_rows() {
+    let mut h = Harness::new();
+    let sub = h.connect("sub", V3_1_1);
+    let publisher = h.connect("pub", V3_1_1);
+    h.subscribe(sub, "t", QoS::AtLeastOnce);
+    h.events.clear();
+    h.publish_qos1(publisher, "t", "x", false);
+
+    let publish = h.expect_publish(sub);
+    h.send(sub, Packet::PubAck(PubAck::new(publish.pkid.unwrap())));
+    let writes = h
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::Stored { .. }))
+        .count();
+    assert_eq!(
+        writes, 0,
+        "a session that ends with its connection never resends"
     );
 }
 
@@ -517,4 +539,32 @@ fn publish_with_wildcard_topic_closes_connection() {
     codec::encode(&Packet::Publish(publish), V3_1_1, &mut bytes);
     h.send_bytes(conn, &bytes);
     assert!(h.is_closed(conn));
+}
+
+#[test]
+fn restore_closes_connection_with_lost_partial_packet() {
+    let mut h = Harness::new();
+    let conn = h.connect("c1", V3_1_1);
+    let mut bytes = bytes::BytesMut::new();
+    let publish = publish_packet("t", &"x".repeat(20_000), QoS::AtMostOnce, false);
+    codec::encode(&Packet::Publish(publish), V3_1_1, &mut bytes);
+    h.send_bytes(conn, &bytes[..15_500]);
+    assert!(!h.is_closed(conn));
+
+    h.hibernate();
+    assert!(
+        h.is_closed(conn),
+        "the rest of the packet could not be parsed"
+    );
+}
+
+#[test]
+fn restore_closes_connection_with_damaged_record() {
+    let mut h = Harness::new();
+    let conn = h.connect("c1", V3_1_1);
+    h.records
+        .insert(conn, bytes::Bytes::from_static(b"garbage"));
+    h.hibernate();
+    assert!(h.is_closed(conn));
+    assert_eq!(h.broker.connection_count(), 0);
 }

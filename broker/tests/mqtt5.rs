@@ -559,3 +559,23 @@ fn mqtt311_subscriber_gets_no_properties() {
     let delivered = h.expect_publish(sub);
     assert_eq!(delivered.properties, Properties::default());
 }
+
+#[test]
+fn expired_retained_message_not_sent() {
+    let mut h = Harness::new();
+    let publisher = h.connect("pub", V5);
+    let mut publish = publish_packet("t", "brief", QoS::AtMostOnce, true);
+    publish.properties.message_expiry_interval = Some(5);
+    h.send(publisher, Packet::Publish(publish));
+    h.advance(5_000);
+
+    let sub = h.connect("sub", V5);
+    h.subscribe(sub, "t", QoS::AtMostOnce);
+    h.assert_silent(sub);
+    h.subscribe(sub, "#", QoS::AtMostOnce);
+    h.assert_silent(sub);
+
+    h.hibernate();
+    assert_eq!(h.broker.retained_count(), 0);
+    assert_eq!(h.rows_of_kind("retained"), 0, "the expired row is deleted");
+}

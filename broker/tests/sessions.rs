@@ -67,7 +67,7 @@ fn qos2_inbound_duplicate_detected_after_hibernation() {
 #[test]
 fn qos2_outbound_flow_completes() {
     let mut h = Harness::new();
-    let sub = h.connect("sub", V3_1_1);
+    let sub = h.connect_session("sub", V3_1_1, false);
     let publisher = h.connect("pub", V3_1_1);
     h.subscribe(sub, "t", QoS::ExactlyOnce);
     h.publish(publisher, "t", "x", QoS::ExactlyOnce, false);
@@ -485,4 +485,71 @@ fn socket_vanished_during_hibernation_ends_clean_session() {
     h.hibernate();
     assert_eq!(h.broker.session_count(), 1);
     assert_eq!(h.expect_publish(sub).payload, "vanished");
+}
+
+#[test]
+fn takeover_of_ending_session_publishes_delayed_will() {
+    let mut h = Harness::new();
+    let sub = h.connect("sub", V5);
+    h.subscribe(sub, "will", QoS::AtMostOnce);
+    // Session Expiry 0: the session ends with the old connection, and with
+    // it the will delay.
+    h.connect_with(delayed_will_connect(30, 0));
+    let (_, connack) = h.connect_with(connect_packet("c1", V5, false));
+    assert!(!connack.session_present);
+    assert_eq!(h.expect_publish(sub).payload, "late");
+}
+
+#[test]
+fn takeover_of_continuing_session_cancels_delayed_will() {
+    let mut h = Harness::new();
+    let sub = h.connect("sub", V5);
+    h.subscribe(sub, "will", QoS::AtMostOnce);
+    h.connect_with(delayed_will_connect(30, 300));
+    let mut resume = connect_packet("c1", V5, false);
+    resume.properties.session_expiry_interval = Some(300);
+    let (_, connack) = h.connect_with(resume);
+    assert!(connack.session_present);
+    h.advance(60_000);
+    h.assert_silent(sub);
+}
+
+#[test]
+fn restore_prefers_newest_of_two_records() {
+    let mut h = Harness::new();
+    let old = h.connect_session("c1", V3_1_1, false);
+    let old_record = h.records.get(&old).cloned().unwrap();
+    let new = h.connect_session("c1", V3_1_1, false);
+    h.subscribe(new, "t", QoS::AtMostOnce);
+    assert!(h.is_closed(old));
+
+    // The closed socket is still listed when the object wakes.
+    h.closed.remove(&old);
+    h.records.insert(old, old_record);
+    h.hibernate();
+    assert!(h.is_closed(old));
+    assert!(!h.is_closed(new));
+
+    let publisher = h.connect("pub", V3_1_1);
+    h.publish(publisher, "t", "x", QoS::AtMostOnce, false);
+    assert_eq!(h.expect_publish(new).payload, "x");
+}
+
+#[test]
+fn qos2_outbound_flow_for_clean_session() {
+    let mut h = Harness::new();
+    let sub = h.connect("sub", V3_1_1);
+    let publisher = h.connect("pub", V3_1_1);
+    h.subscribe(sub, "t", QoS::ExactlyOnce);
+    h.publish(publisher, "t", "x", QoS::AtLeastOnce, false);
+
+    let id = h.expect_publish(sub).pkid.unwrap();
+    h.send(sub, Packet::PubRec(PubRec::new(id)));
+    assert_eq!(h.next(sub), Some(Packet::PubRel(PubRel::new(id))));
+    h.send(sub, Packet::PubComp(PubComp::new(id)));
+    h.assert_silent(sub);
+    assert_eq!(h.rows_of_kind("message"), 0);
+
+    h.publish(publisher, "t", "y", QoS::ExactlyOnce, false);
+    assert_eq!(h.expect_publish(sub).payload, "y");
 }
