@@ -7,7 +7,7 @@
 
 use std::num::NonZeroU16;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use bytestring::ByteString;
 use nom::number::complete::{be_u16, be_u8};
 
@@ -17,8 +17,8 @@ use crate::properties::{read_properties, Properties, PropertyContext};
 use crate::reason::{ReasonCode, ReasonKind};
 use crate::topic::{split_shared, valid_topic_filter, SHARED_PREFIX};
 use crate::wire::{
-    binary, fail, into_error, length_prefixed, read_var_int, string, to_string, Res, VarInt,
-    REMAINING_LENGTH_RULE,
+    binary, fail, has_nul_or_wildcard, into_error, into_string, length_prefixed, read_var_int,
+    string, Res, VarInt, REMAINING_LENGTH_RULE,
 };
 
 /// Control packet types, the high nibble of the first byte.
@@ -72,10 +72,13 @@ pub(crate) fn decode(
         return Ok(None);
     }
 
-    let mut body = buf.split_to(size).freeze();
-    let _header = body.split_to(header_len);
+    buf.advance(header_len);
+    let body = buf.split_to(remaining_length).freeze();
     let version = version.unwrap_or(ProtocolVersion::V5);
-    decode_body(packet_type, flags, &body, version).map(Some)
+    if packet_type == kind::PUBLISH {
+        return publish(body, flags, version.is_v5());
+    }
+    decode_body(packet_type, flags, &body, version)
 }
 
 /// Accepts only CONNECT before the version is known (MQTT-3.1.0-1), and
@@ -140,18 +143,22 @@ fn check_publish_flags(flags: u8) -> Result<(), DecodeError> {
     Ok(())
 }
 
+/// Decodes the body of every packet type but PUBLISH.
+// Packet is about 1 KB, so the body decoders build it in its final place:
+// every move of it costs a copy of the whole enum. Kept out of line so that
+// the PUBLISH path does not carry this function's large stack frame.
+#[inline(never)]
 fn decode_body(
     packet_type: u8,
     flags: u8,
     body: &Bytes,
     version: ProtocolVersion,
-) -> Result<Packet, DecodeError> {
+) -> Result<Option<Packet>, DecodeError> {
     let input = body.as_ref();
     let v5 = version.is_v5();
     let packet = match packet_type {
         kind::CONNECT => Packet::Connect(parse_all(connect(body, input))?),
         kind::CONNACK => Packet::ConnAck(parse_all(connack(body, input, version))?),
-        kind::PUBLISH => Packet::Publish(publish(body, flags, v5)?),
         kind::PUBACK => {
             let (pkid, reason, properties) = parse_all(ack(
                 body,
@@ -214,11 +221,12 @@ fn decode_body(
         kind::UNSUBACK => Packet::UnsubAck(parse_all(unsuback(body, input, v5))?),
         kind::PINGREQ => parse_all(Ok((input, Packet::PingReq)))?,
         kind::PINGRESP => parse_all(Ok((input, Packet::PingResp)))?,
+        kind::PUBLISH => return publish(body.clone(), flags, v5),
         kind::DISCONNECT => Packet::Disconnect(parse_all(disconnect(body, input, v5))?),
         // check_type let type 15 through only for MQTT 5.0, where it is AUTH.
         _ => Packet::Auth(parse_all(auth(body, input))?),
     };
-    Ok(packet)
+    Ok(Some(packet))
 }
 
 /// Finishes a body parse: the fields must use up the remaining length
@@ -413,8 +421,8 @@ fn last_will<'a>(
     Ok((input, will))
 }
 
-/// Checks a topic name; `alias` says whether a Topic Alias may stand for an
-/// empty one.
+/// Checks a topic name. An empty name is valid only when `alias` is true,
+/// which means a Topic Alias may replace it.
 fn check_topic_name(topic: &str, alias: bool) -> Result<(), DecodeError> {
     if topic.is_empty() {
         if alias {
@@ -425,13 +433,19 @@ fn check_topic_name(topic: &str, alias: bool) -> Result<(), DecodeError> {
             detail: "topic name is empty",
         });
     }
-    if topic.contains(['+', '#']) {
+    if has_wildcard(topic) {
         return Err(DecodeError::TopicNameInvalid {
             rule: "MQTT-3.3.2-2",
             detail: "topic name contains a wildcard",
         });
     }
     Ok(())
+}
+
+/// True if `text` contains `+` or `#`. Scans bytes, which is faster than a
+/// `char` pattern and exact because both are ASCII.
+fn has_wildcard(text: &str) -> bool {
+    text.bytes().any(|byte| byte == b'+' || byte == b'#')
 }
 
 fn connack<'a>(body: &Bytes, input: &'a [u8], version: ProtocolVersion) -> Res<'a, ConnAck> {
@@ -477,7 +491,10 @@ fn v5_reason(code: u8, kind: ReasonKind, rule: &'static str) -> Result<ReasonCod
     }
 }
 
-fn publish(body: &Bytes, flags: u8, v5: bool) -> Result<Publish, DecodeError> {
+/// Reads PUBLISH. It takes the body by value so that the topic and the
+/// payload are cut from it without extra reference count updates.
+#[inline]
+fn publish(mut body: Bytes, flags: u8, v5: bool) -> Result<Option<Packet>, DecodeError> {
     let dup = flags & 0b1000 != 0;
     let retain = flags & 0b0001 != 0;
     // check_publish_flags has already rejected QoS 3.
@@ -487,32 +504,56 @@ fn publish(body: &Bytes, flags: u8, v5: bool) -> Result<Publish, DecodeError> {
     })?;
 
     let input = body.as_ref();
-    let (input, topic) = length_prefixed(input).map_err(into_error)?;
-    let topic = to_string(body, topic)?;
-    let (input, pkid) = if qos == QoS::AtMostOnce {
-        (input, None)
+    let (rest, _) = length_prefixed(input).map_err(into_error)?;
+    let topic_end = input.len() - rest.len();
+    let (rest, pkid) = if qos == QoS::AtMostOnce {
+        (rest, None)
     } else {
-        let (input, pkid) = packet_id(input, "MQTT-2.2.1-3").map_err(into_error)?;
-        (input, Some(pkid))
+        let (rest, pkid) = packet_id(rest, "MQTT-2.2.1-3").map_err(into_error)?;
+        (rest, Some(pkid))
     };
-    let (input, properties) =
-        maybe_properties(body, input, v5, PropertyContext::Publish).map_err(into_error)?;
-    let payload = body.slice_ref(input);
+    let (rest, properties) =
+        maybe_properties(&body, rest, v5, PropertyContext::Publish).map_err(into_error)?;
+    let payload_start = input.len() - rest.len();
 
-    if v5 && topic.is_empty() && properties.topic_alias.is_none() {
-        return Err(DecodeError::ProtocolError {
-            rule: "section 3.3.2.1",
-            detail: "topic name is empty and there is no Topic Alias",
-        });
+    let mut topic = body.split_to(topic_end);
+    topic.advance(2);
+    // One fast scan for the common case of a clean topic; the slower checks
+    // run only to name the rule that a bad topic breaks.
+    let topic = if has_nul_or_wildcard(&topic) {
+        let topic = into_string(topic)?;
+        check_topic_name(&topic, v5)?;
+        topic
+    } else {
+        ByteString::try_from(topic).map_err(|_| DecodeError::Malformed {
+            rule: "MQTT-1.5.4-1",
+            detail: "string is not well-formed UTF-8",
+        })?
+    };
+    body.advance(payload_start - topic_end);
+    let payload = body;
+
+    if topic.is_empty() {
+        if !v5 {
+            return Err(DecodeError::TopicNameInvalid {
+                rule: "MQTT-4.7.3-1",
+                detail: "topic name is empty",
+            });
+        }
+        if properties.topic_alias.is_none() {
+            return Err(DecodeError::ProtocolError {
+                rule: "section 3.3.2.1",
+                detail: "topic name is empty and there is no Topic Alias",
+            });
+        }
     }
-    check_topic_name(&topic, v5)?;
     if properties.payload_format_indicator == Some(1) && std::str::from_utf8(&payload).is_err() {
         return Err(DecodeError::PayloadFormatInvalid {
             rule: "section 3.3.2.3.2",
         });
     }
 
-    Ok(Publish {
+    Ok(Some(Packet::Publish(Publish {
         dup,
         qos,
         retain,
@@ -520,7 +561,7 @@ fn publish(body: &Bytes, flags: u8, v5: bool) -> Result<Publish, DecodeError> {
         pkid,
         payload,
         properties,
-    })
+    })))
 }
 
 /// Reads PUBACK, PUBREC, PUBREL or PUBCOMP. In MQTT 5.0 the reason code and

@@ -17,47 +17,75 @@ use crate::reason::ReasonCode;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DecodeError {
     /// The packet announces more bytes than the maximum packet size.
-    PacketTooLarge { size: usize, max: usize },
+    PacketTooLarge {
+        /// Fixed header plus remaining length, in bytes.
+        size: usize,
+        /// The maximum packet size the decoder was given.
+        max: usize,
+    },
     /// The first packet of a connection was not CONNECT (MQTT-3.1.0-1).
     FirstPacketNotConnect,
     /// CONNECT names a protocol or level this codec does not speak.
-    UnsupportedProtocolVersion { name: String, level: u8 },
+    UnsupportedProtocolVersion {
+        /// The protocol name, with invalid UTF-8 replaced.
+        name: String,
+        /// The protocol level byte.
+        level: u8,
+    },
     /// Any other malformed packet; `rule` is the normative statement id.
     Malformed {
+        /// The normative statement id or specification section.
         rule: &'static str,
+        /// A description of the fault, for logs.
         detail: &'static str,
     },
     /// A well-formed packet that the specification calls a Protocol Error.
     ProtocolError {
+        /// The normative statement id or specification section.
         rule: &'static str,
+        /// A description of the fault, for logs.
         detail: &'static str,
     },
-    /// A topic name that is not empty-by-alias but is not a valid topic name,
-    /// for example one that contains a wildcard (MQTT-3.3.2-2).
+    /// An invalid topic name in PUBLISH or in a will: one that contains a
+    /// wildcard (MQTT-3.3.2-2), or an empty one where no Topic Alias may
+    /// replace it (MQTT-4.7.3-1).
     TopicNameInvalid {
+        /// The normative statement id or specification section.
         rule: &'static str,
+        /// A description of the fault, for logs.
         detail: &'static str,
     },
     /// A Topic Alias property of 0 (MQTT-3.3.2-8).
-    TopicAliasInvalid { rule: &'static str },
+    TopicAliasInvalid {
+        /// The normative statement id.
+        rule: &'static str,
+    },
     /// A Payload Format Indicator of 1 with a payload that is not UTF-8.
-    PayloadFormatInvalid { rule: &'static str },
+    PayloadFormatInvalid {
+        /// The specification section.
+        rule: &'static str,
+    },
     /// A client identifier that the protocol version does not allow, such as
     /// an empty one with Clean Session 0 in MQTT 3.1.1.
     ClientIdentifierNotValid {
+        /// The normative statement id or specification section.
         rule: &'static str,
+        /// A description of the fault, for logs.
         detail: &'static str,
     },
 }
 
-/// What a broker does after a decode error on an MQTT 3.1 or 3.1.1
+/// The broker's response to a decode error on an MQTT 3.1 or 3.1.1
 /// connection, which has no DISCONNECT with a reason code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum V3Response {
     /// Close the network connection without sending anything.
     Close,
     /// Send a CONNACK with this return code, then close the connection.
-    ConnAckThenClose { return_code: u8 },
+    ConnAckThenClose {
+        /// The 3.1.1 CONNACK return code.
+        return_code: u8,
+    },
 }
 
 impl DecodeError {
@@ -79,7 +107,7 @@ impl DecodeError {
         }
     }
 
-    /// What the broker does for this error on an MQTT 3.1 or 3.1.1
+    /// Returns the broker's response to this error on an MQTT 3.1 or 3.1.1
     /// connection. MQTT 3.1.1 closes the connection on every error, and only
     /// CONNECT problems get a CONNACK first: return code 0x01 for a protocol
     /// level it does not support (MQTT-3.1.2-2 in 3.1.1) and 0x02 for a

@@ -38,7 +38,14 @@ pub use wire::VARIABLE_BYTE_INTEGER_MAX;
 /// CONNECT: the only packet accepted then is CONNECT, whose own protocol
 /// level selects the version. A packet whose announced size exceeds
 /// `max_packet_size` is rejected from its fixed header, before its body is
-/// buffered. Returns `Ok(None)` when `buf` does not yet hold a whole packet.
+/// buffered. Returns `Ok(None)` when `buf` does not yet hold a whole packet,
+/// and then leaves `buf` unchanged.
+///
+/// A CONNECT that arrives when `version` is already set is decoded with its
+/// own level too; rejecting a second CONNECT (MQTT-3.1.0-2) is the broker's
+/// job. After an error the connection must be closed: see
+/// [`DecodeError::reason_code`] and [`DecodeError::v3_response`] for what to
+/// send first.
 pub fn decode(
     buf: &mut BytesMut,
     version: Option<ProtocolVersion>,
@@ -48,6 +55,13 @@ pub fn decode(
 }
 
 /// Appends the encoding of `packet` for `version` to `out`.
+///
+/// Fields that `version` lacks are left out: properties and most reason codes
+/// before 5.0, where CONNACK and SUBACK reasons map to the 3.1.1 return codes.
+/// MQTT 5.0 acknowledgements and DISCONNECT use the short forms when the
+/// reason is Success and there are no properties. CONNECT is always encoded
+/// for its own `protocol`. Use [`Packet::encoded_len`] to check a packet
+/// against the peer's Maximum Packet Size first.
 pub fn encode(packet: &Packet, version: ProtocolVersion, out: &mut BytesMut) {
     encode::encode(packet, version, out)
 }

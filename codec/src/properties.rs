@@ -135,7 +135,7 @@ const fn mask(ids: &[u32]) -> u64 {
 }
 
 impl PropertyContext {
-    /// The allowed property identifiers as a bit set.
+    /// Returns the allowed property identifiers as a bit set.
     fn allowed(self) -> u64 {
         use id::*;
         match self {
@@ -267,14 +267,18 @@ property_details! {
 
 /// nom reader for a Property Length and the properties it covers.
 ///
-/// A property not allowed in `context`, or an unknown one, is malformed
-/// (section 2.2.2.2); a repeated one is a Protocol Error, as the text of each
+/// A property that `context` does not allow, or an unknown one, is malformed
+/// (section 2.2.2.2). A repeated one is a Protocol Error, as the text of each
 /// property states.
 pub(crate) fn read_properties<'a>(
     body: &Bytes,
     input: &'a [u8],
     context: PropertyContext,
 ) -> Res<'a, Properties> {
+    // Most packets carry no properties, so skip the general path for them.
+    if let Some((0, rest)) = input.split_first() {
+        return Ok((rest, Properties::default()));
+    }
     let (rest, length) = var_int(input)?;
     let (rest, mut list) = take(length).parse_complete(rest)?;
 
@@ -527,7 +531,8 @@ fn read_value<'a>(
 }
 
 impl Properties {
-    /// The encoded length of the property list, without its Property Length.
+    /// Returns the encoded length of the property list, without its Property
+    /// Length.
     pub fn encoded_len(&self) -> usize {
         let p = self;
         let mut length = 0;

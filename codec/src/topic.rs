@@ -1,5 +1,7 @@
 //! Topic names, topic filters and how they match (MQTT section 4.7).
 
+use crate::wire::has_nul_or_wildcard;
+
 /// The prefix of a shared subscription's topic filter (MQTT 5.0 section 4.8.2).
 pub const SHARED_PREFIX: &str = "$share/";
 
@@ -8,7 +10,7 @@ pub const SHARED_PREFIX: &str = "$share/";
 pub fn valid_topic_name(topic: &str) -> bool {
     !topic.is_empty()
         && topic.len() <= usize::from(u16::MAX)
-        && !topic.bytes().any(|byte| matches!(byte, b'+' | b'#' | 0))
+        && !has_nul_or_wildcard(topic.as_bytes())
 }
 
 /// True if `filter` is a valid topic filter: 1 to 65535 bytes, no U+0000,
@@ -16,16 +18,27 @@ pub fn valid_topic_name(topic: &str) -> bool {
 /// level (MQTT-4.7.1-1). A `$share/` filter is checked as an ordinary one;
 /// see [`split_shared`] for its own syntax.
 pub fn valid_topic_filter(filter: &str) -> bool {
-    if filter.is_empty() || filter.len() > usize::from(u16::MAX) || filter.contains('\0') {
+    let bytes = filter.as_bytes();
+    if bytes.is_empty() || bytes.len() > usize::from(u16::MAX) {
         return false;
     }
-    let mut levels = filter.split('/').peekable();
-    while let Some(level) = levels.next() {
-        let is_last = levels.peek().is_none();
-        let valid = match level {
-            "+" => true,
-            "#" => is_last,
-            _ => !level.contains(['+', '#']),
+    if !has_nul_or_wildcard(bytes) {
+        return true;
+    }
+    // One pass over the bytes: all the characters checked here are ASCII.
+    let mut level_start = 0;
+    for (index, &byte) in bytes.iter().enumerate() {
+        let whole_level = index == level_start;
+        let next = bytes.get(index + 1);
+        let valid = match byte {
+            b'/' => {
+                level_start = index + 1;
+                true
+            }
+            b'+' => whole_level && next.is_none_or(|&next| next == b'/'),
+            b'#' => whole_level && next.is_none(),
+            0 => false,
+            _ => true,
         };
         if !valid {
             return false;
@@ -42,7 +55,8 @@ pub fn valid_topic_filter(filter: &str) -> bool {
 pub fn split_shared(filter: &str) -> Option<(&str, &str)> {
     let rest = filter.strip_prefix(SHARED_PREFIX)?;
     let (share_name, filter) = rest.split_once('/')?;
-    if share_name.is_empty() || share_name.contains(['+', '#']) || filter.is_empty() {
+    let wildcard = share_name.bytes().any(|byte| byte == b'+' || byte == b'#');
+    if share_name.is_empty() || wildcard || filter.is_empty() {
         return None;
     }
     Some((share_name, filter))
@@ -55,7 +69,7 @@ pub fn split_shared(filter: &str) -> Option<(&str, &str)> {
 /// match topics that start with `$` (MQTT-4.7.2-1). Matching compares bytes,
 /// with no normalization (MQTT-4.7.3-4).
 pub fn matches(filter: &str, topic: &str) -> bool {
-    if topic.starts_with('$') && filter.starts_with(['+', '#']) {
+    if topic.starts_with('$') && (filter.starts_with('+') || filter.starts_with('#')) {
         return false;
     }
     let mut filter_levels = filter.split('/');

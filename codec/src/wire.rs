@@ -12,7 +12,7 @@ use nom::{IResult, Parser};
 
 use crate::error::DecodeError;
 
-/// The largest value a Variable Byte Integer holds (four bytes of 7 bits).
+/// The maximum value of a Variable Byte Integer (four bytes of 7 bits).
 pub const VARIABLE_BYTE_INTEGER_MAX: u32 = 268_435_455;
 
 /// The rule broken when the fields of a packet do not fill its remaining
@@ -105,9 +105,13 @@ pub(crate) fn length_prefixed(input: &[u8]) -> Res<'_, &[u8]> {
 }
 
 /// Turns `raw`, a sub-slice of `body`, into a string sharing `body`'s memory.
-/// Rejects ill-formed UTF-8, including encoded surrogates (MQTT-1.5.4-1),
-/// and U+0000 (MQTT-1.5.4-2).
 pub(crate) fn to_string(body: &Bytes, raw: &[u8]) -> Result<ByteString, DecodeError> {
+    into_string(body.slice_ref(raw))
+}
+
+/// Turns bytes into a string without copying them. Rejects ill-formed UTF-8,
+/// including encoded surrogates (MQTT-1.5.4-1), and U+0000 (MQTT-1.5.4-2).
+pub(crate) fn into_string(raw: Bytes) -> Result<ByteString, DecodeError> {
     // Rust's UTF-8 check rejects surrogates and overlong forms, so 0x00 can
     // only be the encoding of U+0000.
     if raw.contains(&0) {
@@ -116,10 +120,36 @@ pub(crate) fn to_string(body: &Bytes, raw: &[u8]) -> Result<ByteString, DecodeEr
             detail: "string contains U+0000",
         });
     }
-    ByteString::try_from(body.slice_ref(raw)).map_err(|_| DecodeError::Malformed {
+    ByteString::try_from(raw).map_err(|_| DecodeError::Malformed {
         rule: "MQTT-1.5.4-1",
         detail: "string is not well-formed UTF-8",
     })
+}
+
+/// True if `bytes` contains 0x00, `+` or `#`. Checks eight bytes per step
+/// with the "has zero byte" bit trick, because PUBLISH topics are scanned on
+/// every packet.
+pub(crate) fn has_nul_or_wildcard(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+    let has_zero_byte = |word: u64| word.wrapping_sub(ONES) & !word & HIGH_BITS != 0;
+
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0; 8];
+        word.copy_from_slice(chunk);
+        let word = u64::from_le_bytes(word);
+        if has_zero_byte(word)
+            || has_zero_byte(word ^ (ONES * u64::from(b'+')))
+            || has_zero_byte(word ^ (ONES * u64::from(b'#')))
+        {
+            return true;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .any(|&byte| byte == 0 || byte == b'+' || byte == b'#')
 }
 
 /// nom reader for a UTF-8 Encoded String.
@@ -137,7 +167,7 @@ pub(crate) fn binary<'a>(body: &Bytes, input: &'a [u8]) -> Res<'a, Bytes> {
     Ok((rest, body.slice_ref(raw)))
 }
 
-/// The number of bytes `value` takes as a Variable Byte Integer.
+/// Returns the number of bytes `value` takes as a Variable Byte Integer.
 pub(crate) fn var_int_len(value: usize) -> usize {
     match value {
         0..=127 => 1,
@@ -171,7 +201,52 @@ pub(crate) fn put_binary(out: &mut BytesMut, data: &[u8]) {
     out.put_slice(data);
 }
 
-/// The encoded length of a string or binary field.
+/// Returns the encoded length of a string or binary field.
 pub(crate) fn binary_len(data: &[u8]) -> usize {
     2 + data.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nul_or_wildcard_scan_matches_byte_loop() {
+        // Every special byte at every position of strings up to 20 bytes,
+        // among bytes that differ from it by one bit.
+        for length in 0..20 {
+            for position in 0..length {
+                for special in [0u8, b'+', b'#', b'*', b'"', b'\x01', 0x80, 0xff] {
+                    let mut bytes = vec![b'a'; length];
+                    bytes[position] = special;
+                    let expected = bytes.iter().any(|&b| b == 0 || b == b'+' || b == b'#');
+                    assert_eq!(has_nul_or_wildcard(&bytes), expected, "{bytes:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn var_int_round_trips_at_boundaries() {
+        for value in [
+            0,
+            127,
+            128,
+            16_383,
+            16_384,
+            2_097_151,
+            2_097_152,
+            268_435_455,
+        ] {
+            let mut out = BytesMut::new();
+            put_var_int(&mut out, value);
+            assert_eq!(out.len(), var_int_len(value), "{value}");
+            let decoded = read_var_int(&out).unwrap();
+            assert_eq!(
+                decoded,
+                VarInt::Complete(value as u32, out.len()),
+                "{value}"
+            );
+        }
+    }
 }

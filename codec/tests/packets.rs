@@ -153,7 +153,11 @@ fn connack_each_version() {
         reason: ReasonCode::Success,
         properties: Properties::default(),
     };
-    assert_wire(b"\x20\x02\x01\x00", &Packet::ConnAck(accepted.clone()), V3_1_1);
+    assert_wire(
+        b"\x20\x02\x01\x00",
+        &Packet::ConnAck(accepted.clone()),
+        V3_1_1,
+    );
     assert_wire(b"\x20\x03\x01\x00\x00", &Packet::ConnAck(accepted), V5);
 
     // MQTT 3.1 has no Session Present flag.
@@ -163,6 +167,17 @@ fn connack_each_version() {
         properties: Properties::default(),
     };
     assert_wire(b"\x20\x02\x00\x05", &Packet::ConnAck(refused), V3_1);
+
+    // The Session Present flag does not exist in 3.1, so it is not encoded.
+    let present = ConnAck {
+        session_present: true,
+        reason: ReasonCode::Success,
+        properties: Properties::default(),
+    };
+    assert_eq!(
+        encode_vec(&Packet::ConnAck(present), V3_1),
+        b"\x20\x02\x00\x00"
+    );
 }
 
 #[test]
@@ -193,8 +208,14 @@ fn connack_v3_encodes_v5_reasons_as_return_codes() {
             properties: Properties::default(),
         })
     };
-    assert_eq!(encode_vec(&connack(ReasonCode::Banned), V3_1_1), b"\x20\x02\x00\x05");
-    assert_eq!(encode_vec(&connack(ReasonCode::ServerBusy), V3_1_1), b"\x20\x02\x00\x03");
+    assert_eq!(
+        encode_vec(&connack(ReasonCode::Banned), V3_1_1),
+        b"\x20\x02\x00\x05"
+    );
+    assert_eq!(
+        encode_vec(&connack(ReasonCode::ServerBusy), V3_1_1),
+        b"\x20\x02\x00\x03"
+    );
 }
 
 #[test]
@@ -327,7 +348,11 @@ fn acks_v5_reason_only_and_full_forms() {
         },
         ..PubRel::new(pkid(2))
     };
-    assert_wire(b"\x62\x08\x00\x02\x92\x04\x1f\x00\x01x", &Packet::PubRel(pubrel), V5);
+    assert_wire(
+        b"\x62\x08\x00\x02\x92\x04\x1f\x00\x01x",
+        &Packet::PubRel(pubrel),
+        V5,
+    );
 }
 
 #[test]
@@ -336,7 +361,10 @@ fn acks_v3_ignore_reason_on_encode() {
         reason: ReasonCode::QuotaExceeded,
         ..PubAck::new(pkid(1))
     };
-    assert_eq!(encode_vec(&Packet::PubAck(puback), V3_1_1), b"\x40\x02\x00\x01");
+    assert_eq!(
+        encode_vec(&Packet::PubAck(puback), V3_1_1),
+        b"\x40\x02\x00\x01"
+    );
 }
 
 #[test]
@@ -396,6 +424,7 @@ fn suback_each_version() {
         properties: Properties::default(),
     });
     assert_wire(b"\x90\x05\x00\x01\x00\x02\x80", &v3, V3_1_1);
+    assert_wire(b"\x90\x05\x00\x01\x00\x02\x80", &v3, V3_1);
 
     let v5 = Packet::SubAck(SubAck {
         pkid: pkid(1),
@@ -423,6 +452,7 @@ fn unsubscribe_each_version() {
         properties: Properties::default(),
     });
     assert_wire(b"\xa2\x05\x00\x01\x00\x01a", &expected, V3_1_1);
+    assert_wire(b"\xa2\x05\x00\x01\x00\x01a", &expected, V3_1);
     assert_wire(b"\xa2\x06\x00\x01\x00\x00\x01a", &expected, V5);
 }
 
@@ -434,6 +464,7 @@ fn unsuback_each_version() {
         properties: Properties::default(),
     });
     assert_wire(b"\xb0\x02\x00\x01", &v3, V3_1_1);
+    assert_wire(b"\xb0\x02\x00\x01", &v3, V3_1);
 
     let v5 = Packet::UnsubAck(UnsubAck {
         pkid: pkid(1),
@@ -454,7 +485,11 @@ fn ping_each_version() {
 #[test]
 fn disconnect_each_version() {
     for version in [V3_1, V3_1_1, V5] {
-        assert_wire(b"\xe0\x00", &Packet::Disconnect(Disconnect::default()), version);
+        assert_wire(
+            b"\xe0\x00",
+            &Packet::Disconnect(Disconnect::default()),
+            version,
+        );
     }
     let with_will = Disconnect {
         reason: ReasonCode::DisconnectWithWillMessage,
@@ -462,7 +497,10 @@ fn disconnect_each_version() {
     };
     assert_wire(b"\xe0\x01\x04", &Packet::Disconnect(with_will.clone()), V5);
     // 3.1.1 DISCONNECT has no body, whatever the reason.
-    assert_eq!(encode_vec(&Packet::Disconnect(with_will), V3_1_1), b"\xe0\x00");
+    assert_eq!(
+        encode_vec(&Packet::Disconnect(with_will), V3_1_1),
+        b"\xe0\x00"
+    );
 
     let with_reason_string = Disconnect {
         reason: ReasonCode::DisconnectWithWillMessage,
@@ -489,7 +527,7 @@ fn auth_v5() {
     assert_wire(bytes, &Packet::Auth(continue_auth), V5);
 }
 
-/// A QoS 0 PUBLISH to topic "t" whose remaining length is `remaining`.
+/// Builds a QoS 0 PUBLISH to topic "t" whose remaining length is `remaining`.
 fn publish_with_remaining_length(remaining: usize) -> Packet {
     let payload = vec![b'x'; remaining - 3];
     Packet::Publish(Publish {
@@ -511,7 +549,11 @@ fn remaining_length_boundaries() {
     for (remaining, length_bytes) in cases {
         let packet = publish_with_remaining_length(remaining);
         let bytes = encode_vec(&packet, V3_1_1);
-        assert_eq!(&bytes[1..1 + length_bytes.len()], length_bytes, "{remaining}");
+        assert_eq!(
+            &bytes[1..1 + length_bytes.len()],
+            length_bytes,
+            "{remaining}"
+        );
         assert_eq!(bytes.len(), 1 + length_bytes.len() + remaining);
         let decoded = decode_whole(&bytes, V3_1_1).unwrap();
         assert_eq!(decoded, packet, "{remaining}");

@@ -23,7 +23,7 @@ fn assert_error(bytes: &[u8], version: ProtocolVersion, check: impl Fn(&DecodeEr
     assert!(check(&error), "unexpected error {error:?}");
 }
 
-/// A v5 PUBLISH QoS 0 to "t" with the given property bytes and payload.
+/// Builds a v5 PUBLISH QoS 0 to "t" with the given property bytes and payload.
 fn publish_v5(properties: &[u8], payload: &[u8]) -> Vec<u8> {
     let mut body = field(b"t");
     body.push(properties.len() as u8);
@@ -32,7 +32,7 @@ fn publish_v5(properties: &[u8], payload: &[u8]) -> Vec<u8> {
     packet(0x30, &body)
 }
 
-/// A v5 CONNECT with client id "c" and the given property bytes.
+/// Builds a v5 CONNECT with client id "c" and the given property bytes.
 fn connect_v5(properties: &[u8]) -> Vec<u8> {
     let mut body = b"\x00\x04MQTT\x05\x02\x00\x00".to_vec();
     body.push(properties.len() as u8);
@@ -41,7 +41,7 @@ fn connect_v5(properties: &[u8]) -> Vec<u8> {
     packet(0x10, &body)
 }
 
-/// A CONNECT of `version` with the given flags byte and payload fields.
+/// Builds a CONNECT of `version` with the given flags byte and payload fields.
 fn connect_with_flags(version: ProtocolVersion, flags: u8, fields: &[&[u8]]) -> Vec<u8> {
     let mut body = match version {
         V3_1 => b"\x00\x06MQIsdp\x03".to_vec(),
@@ -64,7 +64,7 @@ fn connect_with_flags(version: ProtocolVersion, flags: u8, fields: &[&[u8]]) -> 
     packet(0x10, &body)
 }
 
-/// A SUBSCRIBE with one filter and options byte.
+/// Builds a SUBSCRIBE with one filter and its options byte.
 fn subscribe(version: ProtocolVersion, filter: &[u8], options: u8) -> Vec<u8> {
     let mut body = b"\x00\x01".to_vec();
     if version == V5 {
@@ -75,6 +75,7 @@ fn subscribe(version: ProtocolVersion, filter: &[u8], options: u8) -> Vec<u8> {
     packet(0x82, &body)
 }
 
+/// Builds an UNSUBSCRIBE with one filter.
 fn unsubscribe(version: ProtocolVersion, filter: &[u8]) -> Vec<u8> {
     let mut body = b"\x00\x01".to_vec();
     if version == V5 {
@@ -88,7 +89,11 @@ fn unsubscribe(version: ProtocolVersion, filter: &[u8]) -> Vec<u8> {
 
 #[test]
 fn var_int_longer_than_four_bytes_is_malformed() {
-    assert_error(b"\x30\xff\xff\xff\xff\x01", V3_1_1, malformed("section 1.5.5"));
+    assert_error(
+        b"\x30\xff\xff\xff\xff\x01",
+        V3_1_1,
+        malformed("section 1.5.5"),
+    );
 }
 
 #[test]
@@ -186,8 +191,12 @@ fn trailing_bytes_inside_packet_are_malformed() {
 
 #[test]
 fn field_past_end_of_packet_is_malformed() {
-    // The filter claims 5 bytes, the packet holds 1.
-    assert_error(b"\x82\x05\x00\x01\x00\x05a", V3_1_1, malformed("section 2.1.4"));
+    // The filter length is 5 but only 1 byte follows.
+    assert_error(
+        b"\x82\x05\x00\x01\x00\x05a",
+        V3_1_1,
+        malformed("section 2.1.4"),
+    );
     // PUBACK with a 1-byte packet identifier.
     assert_error(b"\x40\x01\x00", V3_1_1, malformed("section 2.1.4"));
 }
@@ -203,23 +212,39 @@ fn error_consumes_the_bad_packet_only() {
 
 #[test]
 fn string_with_nul_is_malformed() {
-    assert_error(&packet(0x30, b"\x00\x02a\x00"), V3_1_1, malformed("MQTT-1.5.4-2"));
+    assert_error(
+        &packet(0x30, b"\x00\x02a\x00"),
+        V3_1_1,
+        malformed("MQTT-1.5.4-2"),
+    );
 }
 
 #[test]
 fn string_with_invalid_utf8_is_malformed() {
-    assert_error(&packet(0x30, b"\x00\x01\xff"), V3_1_1, malformed("MQTT-1.5.4-1"));
+    assert_error(
+        &packet(0x30, b"\x00\x01\xff"),
+        V3_1_1,
+        malformed("MQTT-1.5.4-1"),
+    );
 }
 
 #[test]
 fn string_with_encoded_surrogate_is_malformed() {
     // U+D800 encoded as if it were a character.
-    assert_error(&packet(0x30, b"\x00\x03\xed\xa0\x80"), V3_1_1, malformed("MQTT-1.5.4-1"));
+    assert_error(
+        &packet(0x30, b"\x00\x03\xed\xa0\x80"),
+        V3_1_1,
+        malformed("MQTT-1.5.4-1"),
+    );
 }
 
 #[test]
 fn string_with_overlong_nul_is_malformed() {
-    assert_error(&packet(0x30, b"\x00\x02\xc0\x80"), V3_1_1, malformed("MQTT-1.5.4-1"));
+    assert_error(
+        &packet(0x30, b"\x00\x02\xc0\x80"),
+        V3_1_1,
+        malformed("MQTT-1.5.4-1"),
+    );
 }
 
 #[test]
@@ -236,7 +261,11 @@ fn string_with_bom_is_kept() {
 
 #[test]
 fn publish_qos3_is_malformed() {
-    assert_error(b"\x36\x05\x00\x01t\x00\x01", V3_1_1, malformed("MQTT-3.3.1-4"));
+    assert_error(
+        b"\x36\x05\x00\x01t\x00\x01",
+        V3_1_1,
+        malformed("MQTT-3.3.1-4"),
+    );
     // Rejected from the first byte alone.
     let mut buf = BytesMut::from(&b"\x36"[..]);
     let error = decode(&mut buf, Some(V5), NO_LIMIT).unwrap_err();
@@ -255,7 +284,13 @@ fn publish_topic_with_wildcard_is_invalid() {
         body.extend(b"payload");
         let error = decode_error(&packet(0x30, &body), V3_1_1);
         assert!(
-            matches!(error, DecodeError::TopicNameInvalid { rule: "MQTT-3.3.2-2", .. }),
+            matches!(
+                error,
+                DecodeError::TopicNameInvalid {
+                    rule: "MQTT-3.3.2-2",
+                    ..
+                }
+            ),
             "{error:?}"
         );
         assert_eq!(error.reason_code(), ReasonCode::TopicNameInvalid);
@@ -266,29 +301,46 @@ fn publish_topic_with_wildcard_is_invalid() {
 fn publish_empty_topic_before_v5_is_invalid() {
     let error = decode_error(b"\x30\x02\x00\x00", V3_1_1);
     assert!(
-        matches!(error, DecodeError::TopicNameInvalid { rule: "MQTT-4.7.3-1", .. }),
+        matches!(
+            error,
+            DecodeError::TopicNameInvalid {
+                rule: "MQTT-4.7.3-1",
+                ..
+            }
+        ),
         "{error:?}"
     );
 }
 
 #[test]
 fn publish_v5_empty_topic_without_alias_is_protocol_error() {
-    assert_error(b"\x30\x03\x00\x00\x00", V5, protocol_error("section 3.3.2.1"));
+    assert_error(
+        b"\x30\x03\x00\x00\x00",
+        V5,
+        protocol_error("section 3.3.2.1"),
+    );
 }
 
 #[test]
 fn publish_packet_id_zero_is_malformed() {
-    assert_error(b"\x32\x05\x00\x01t\x00\x00", V3_1_1, malformed("MQTT-2.2.1-3"));
+    assert_error(
+        b"\x32\x05\x00\x01t\x00\x00",
+        V3_1_1,
+        malformed("MQTT-2.2.1-3"),
+    );
 }
 
 #[test]
 fn publish_payload_format_utf8_is_checked() {
     let bytes = publish_v5(b"\x01\x01", b"\xff\xfe");
     let error = decode_error(&bytes, V5);
-    assert!(matches!(error, DecodeError::PayloadFormatInvalid { .. }), "{error:?}");
+    assert!(
+        matches!(error, DecodeError::PayloadFormatInvalid { .. }),
+        "{error:?}"
+    );
     assert_eq!(error.reason_code(), ReasonCode::PayloadFormatInvalid);
 
-    // The same payload is fine when the indicator says unspecified bytes.
+    // The same payload is valid when the indicator means unspecified bytes.
     assert!(decode_whole(&publish_v5(b"\x01\x00", b"\xff\xfe"), V5).is_ok());
 }
 
@@ -300,7 +352,10 @@ fn will_payload_format_utf8_is_checked() {
     body.extend(field(b"t"));
     body.extend(field(b"\xff"));
     let error = decode_error(&packet(0x10, &body), V5);
-    assert!(matches!(error, DecodeError::PayloadFormatInvalid { .. }), "{error:?}");
+    assert!(
+        matches!(error, DecodeError::PayloadFormatInvalid { .. }),
+        "{error:?}"
+    );
 }
 
 #[test]
@@ -312,7 +367,12 @@ fn payload_format_indicator_above_1_is_protocol_error() {
 #[test]
 fn topic_alias_zero_is_invalid() {
     let error = decode_error(&publish_v5(b"\x23\x00\x00", b""), V5);
-    assert_eq!(error, DecodeError::TopicAliasInvalid { rule: "MQTT-3.3.2-8" });
+    assert_eq!(
+        error,
+        DecodeError::TopicAliasInvalid {
+            rule: "MQTT-3.3.2-8"
+        }
+    );
     assert_eq!(error.reason_code(), ReasonCode::TopicAliasInvalid);
 }
 
@@ -320,7 +380,11 @@ fn topic_alias_zero_is_invalid() {
 fn response_topic_with_wildcard_is_protocol_error() {
     let mut properties = vec![0x08];
     properties.extend(field(b"a/#"));
-    assert_error(&publish_v5(&properties, b""), V5, protocol_error("MQTT-3.3.2-14"));
+    assert_error(
+        &publish_v5(&properties, b""),
+        V5,
+        protocol_error("MQTT-3.3.2-14"),
+    );
 }
 
 // Properties.
@@ -328,11 +392,23 @@ fn response_topic_with_wildcard_is_protocol_error() {
 #[test]
 fn property_not_allowed_in_packet_is_malformed() {
     // Receive Maximum in PUBLISH.
-    assert_error(&publish_v5(b"\x21\x00\x01", b""), V5, malformed("section 2.2.2.2"));
+    assert_error(
+        &publish_v5(b"\x21\x00\x01", b""),
+        V5,
+        malformed("section 2.2.2.2"),
+    );
     // Topic Alias in CONNECT.
-    assert_error(&connect_v5(b"\x23\x00\x01"), V5, malformed("section 2.2.2.2"));
+    assert_error(
+        &connect_v5(b"\x23\x00\x01"),
+        V5,
+        malformed("section 2.2.2.2"),
+    );
     // Will Delay Interval outside a will.
-    assert_error(&connect_v5(b"\x18\x00\x00\x00\x01"), V5, malformed("section 2.2.2.2"));
+    assert_error(
+        &connect_v5(b"\x18\x00\x00\x00\x01"),
+        V5,
+        malformed("section 2.2.2.2"),
+    );
     // Session Expiry Interval in PUBACK.
     let puback = b"\x40\x09\x00\x01\x00\x05\x11\x00\x00\x00\x01";
     assert_error(puback, V5, malformed("section 2.2.2.2"));
@@ -340,8 +416,16 @@ fn property_not_allowed_in_packet_is_malformed() {
 
 #[test]
 fn unknown_property_is_malformed() {
-    assert_error(&publish_v5(b"\x7f\x00", b""), V5, malformed("section 2.2.2.2"));
-    assert_error(&publish_v5(b"\x00\x00", b""), V5, malformed("section 2.2.2.2"));
+    assert_error(
+        &publish_v5(b"\x7f\x00", b""),
+        V5,
+        malformed("section 2.2.2.2"),
+    );
+    assert_error(
+        &publish_v5(b"\x00\x00", b""),
+        V5,
+        malformed("section 2.2.2.2"),
+    );
 }
 
 #[test]
@@ -352,9 +436,17 @@ fn property_length_past_end_is_malformed() {
 #[test]
 fn repeated_property_is_protocol_error() {
     let twice = b"\x02\x00\x00\x00\x01\x02\x00\x00\x00\x02";
-    assert_error(&publish_v5(twice, b""), V5, protocol_error("section 2.2.2.2"));
+    assert_error(
+        &publish_v5(twice, b""),
+        V5,
+        protocol_error("section 2.2.2.2"),
+    );
     let receive_maximum_twice = b"\x21\x00\x01\x21\x00\x02";
-    assert_error(&connect_v5(receive_maximum_twice), V5, protocol_error("section 2.2.2.2"));
+    assert_error(
+        &connect_v5(receive_maximum_twice),
+        V5,
+        protocol_error("section 2.2.2.2"),
+    );
 }
 
 #[test]
@@ -395,12 +487,20 @@ fn subscription_identifier_repeats_only_in_publish() {
 
 #[test]
 fn subscription_identifier_zero_is_protocol_error() {
-    assert_error(&publish_v5(b"\x0b\x00", b""), V5, protocol_error("section 3.3.2.3.8"));
+    assert_error(
+        &publish_v5(b"\x0b\x00", b""),
+        V5,
+        protocol_error("section 3.3.2.3.8"),
+    );
 }
 
 #[test]
 fn receive_maximum_zero_is_protocol_error() {
-    assert_error(&connect_v5(b"\x21\x00\x00"), V5, protocol_error("section 3.1.2.11.3"));
+    assert_error(
+        &connect_v5(b"\x21\x00\x00"),
+        V5,
+        protocol_error("section 3.1.2.11.3"),
+    );
 }
 
 #[test]
@@ -411,8 +511,16 @@ fn maximum_packet_size_zero_is_protocol_error() {
 
 #[test]
 fn request_information_flags_above_1_are_protocol_errors() {
-    assert_error(&connect_v5(b"\x17\x02"), V5, protocol_error("section 3.1.2.11.7"));
-    assert_error(&connect_v5(b"\x19\x02"), V5, protocol_error("section 3.1.2.11.6"));
+    assert_error(
+        &connect_v5(b"\x17\x02"),
+        V5,
+        protocol_error("section 3.1.2.11.7"),
+    );
+    assert_error(
+        &connect_v5(b"\x19\x02"),
+        V5,
+        protocol_error("section 3.1.2.11.6"),
+    );
 }
 
 #[test]
@@ -457,7 +565,11 @@ fn undefined_reason_code_is_malformed() {
 
 #[test]
 fn connack_v3_return_code_above_5_is_malformed() {
-    assert_error(b"\x20\x02\x00\x06", V3_1_1, malformed("section 3.2.2.3 (3.1.1)"));
+    assert_error(
+        b"\x20\x02\x00\x06",
+        V3_1_1,
+        malformed("section 3.2.2.3 (3.1.1)"),
+    );
 }
 
 #[test]
@@ -468,7 +580,11 @@ fn connack_reserved_flags_are_malformed() {
 
 #[test]
 fn suback_v3_return_code_outside_list_is_malformed() {
-    assert_error(b"\x90\x03\x00\x01\x03", V3_1_1, malformed("section 3.9.3 (3.1.1)"));
+    assert_error(
+        b"\x90\x03\x00\x01\x03",
+        V3_1_1,
+        malformed("section 3.9.3 (3.1.1)"),
+    );
 }
 
 #[test]
@@ -511,8 +627,16 @@ fn unsubscribe_without_filters_is_protocol_error() {
 fn filter_with_misplaced_multi_level_wildcard_is_malformed() {
     for filter in [&b"a/#/b"[..], b"a#", b"#/a", b"##"] {
         for version in [V3_1_1, V5] {
-            assert_error(&subscribe(version, filter, 0), version, malformed("MQTT-4.7.1-1"));
-            assert_error(&unsubscribe(version, filter), version, malformed("MQTT-4.7.1-1"));
+            assert_error(
+                &subscribe(version, filter, 0),
+                version,
+                malformed("MQTT-4.7.1-1"),
+            );
+            assert_error(
+                &unsubscribe(version, filter),
+                version,
+                malformed("MQTT-4.7.1-1"),
+            );
         }
     }
 }
@@ -521,8 +645,16 @@ fn filter_with_misplaced_multi_level_wildcard_is_malformed() {
 fn filter_with_partial_single_level_wildcard_is_malformed() {
     for filter in [&b"a+"[..], b"a/+b", b"++"] {
         for version in [V3_1_1, V5] {
-            assert_error(&subscribe(version, filter, 0), version, malformed("MQTT-4.7.1-2"));
-            assert_error(&unsubscribe(version, filter), version, malformed("MQTT-4.7.1-2"));
+            assert_error(
+                &subscribe(version, filter, 0),
+                version,
+                malformed("MQTT-4.7.1-2"),
+            );
+            assert_error(
+                &unsubscribe(version, filter),
+                version,
+                malformed("MQTT-4.7.1-2"),
+            );
         }
     }
 }
@@ -530,8 +662,16 @@ fn filter_with_partial_single_level_wildcard_is_malformed() {
 #[test]
 fn empty_filter_is_malformed() {
     for version in [V3_1_1, V5] {
-        assert_error(&subscribe(version, b"", 0), version, malformed("MQTT-4.7.3-1"));
-        assert_error(&unsubscribe(version, b""), version, malformed("MQTT-4.7.3-1"));
+        assert_error(
+            &subscribe(version, b"", 0),
+            version,
+            malformed("MQTT-4.7.3-1"),
+        );
+        assert_error(
+            &unsubscribe(version, b""),
+            version,
+            malformed("MQTT-4.7.3-1"),
+        );
     }
 }
 
@@ -547,12 +687,20 @@ fn subscription_options_reserved_bits_are_malformed() {
 fn subscription_qos3_is_rejected() {
     let v3_rule = "MQTT-3.8.3-4 (3.1.1)";
     assert_error(&subscribe(V3_1_1, b"a", 0x03), V3_1_1, malformed(v3_rule));
-    assert_error(&subscribe(V5, b"a", 0x03), V5, protocol_error("section 3.8.3.1"));
+    assert_error(
+        &subscribe(V5, b"a", 0x03),
+        V5,
+        protocol_error("section 3.8.3.1"),
+    );
 }
 
 #[test]
 fn retain_handling_3_is_protocol_error() {
-    assert_error(&subscribe(V5, b"a", 0x30), V5, protocol_error("section 3.8.3.1"));
+    assert_error(
+        &subscribe(V5, b"a", 0x30),
+        V5,
+        protocol_error("section 3.8.3.1"),
+    );
 }
 
 #[test]
@@ -563,7 +711,12 @@ fn shared_subscription_with_no_local_is_protocol_error() {
 
 #[test]
 fn shared_subscription_without_share_name_is_malformed() {
-    for filter in [&b"$share//a"[..], b"$share/g", b"$share/g+/a", b"$share/g/a+"] {
+    for filter in [
+        &b"$share//a"[..],
+        b"$share/g",
+        b"$share/g+/a",
+        b"$share/g/a+",
+    ] {
         let error = decode_error(&subscribe(V5, filter, 0), V5);
         assert!(matches!(error, DecodeError::Malformed { .. }), "{error:?}");
     }
@@ -601,7 +754,10 @@ fn connect_will_qos3_is_malformed() {
 fn connect_will_topic_with_wildcard_is_invalid() {
     let bytes = connect_with_flags(V3_1_1, 0x06, &[b"c", b"t/#", b"p"]);
     let error = decode_error(&bytes, V3_1_1);
-    assert!(matches!(error, DecodeError::TopicNameInvalid { .. }), "{error:?}");
+    assert!(
+        matches!(error, DecodeError::TopicNameInvalid { .. }),
+        "{error:?}"
+    );
 }
 
 #[test]
@@ -641,10 +797,16 @@ fn connect_unsupported_level_is_rejected() {
 fn connect_name_and_level_must_agree() {
     let mqisdp_4 = b"\x10\x0f\x00\x06MQIsdp\x04\x02\x00\x3c\x00\x01a";
     let error = decode_first(mqisdp_4).unwrap_err();
-    assert!(matches!(error, DecodeError::UnsupportedProtocolVersion { level: 4, .. }));
+    assert!(matches!(
+        error,
+        DecodeError::UnsupportedProtocolVersion { level: 4, .. }
+    ));
     let mqtt_3 = b"\x10\x0d\x00\x04MQTT\x03\x02\x00\x3c\x00\x01a";
     let error = decode_first(mqtt_3).unwrap_err();
-    assert!(matches!(error, DecodeError::UnsupportedProtocolVersion { level: 3, .. }));
+    assert!(matches!(
+        error,
+        DecodeError::UnsupportedProtocolVersion { level: 3, .. }
+    ));
 }
 
 #[test]

@@ -8,8 +8,8 @@ use common::*;
 
 use ProtocolVersion::{V3_1_1, V5};
 
-/// A CONNECT, a PUBLISH with properties, a SUBSCRIBE and a PINGREQ, as one
-/// MQTT 5.0 client would send them.
+/// Builds the bytes of a CONNECT, a PUBLISH with properties, a SUBSCRIBE and
+/// a PINGREQ, as one MQTT 5.0 client would send them.
 fn session_bytes() -> Vec<u8> {
     let mut bytes = b"\x10\x0e\x00\x04MQTT\x05\x02\x00\x3c\x00\x00\x01a".to_vec();
     bytes.extend(b"\x34\x0d\x00\x01t\x00\x0b\x05\x01\x01\x23\x00\x05hi");
@@ -91,9 +91,15 @@ fn incomplete_packet_consumes_nothing() {
 #[test]
 fn following_packet_stays_in_buffer() {
     let mut buf = BytesMut::from(&b"\xc0\x00\xd0"[..]);
-    assert_eq!(decode(&mut buf, Some(V5), NO_LIMIT), Ok(Some(Packet::PingReq)));
+    assert_eq!(
+        decode(&mut buf, Some(V5), NO_LIMIT),
+        Ok(Some(Packet::PingReq))
+    );
     assert_eq!(&buf[..], b"\xd0");
     assert_eq!(decode(&mut buf, Some(V5), NO_LIMIT), Ok(None));
     buf.extend_from_slice(b"\x00");
-    assert_eq!(decode(&mut buf, Some(V5), NO_LIMIT), Ok(Some(Packet::PingResp)));
+    assert_eq!(
+        decode(&mut buf, Some(V5), NO_LIMIT),
+        Ok(Some(Packet::PingResp))
+    );
 }

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod generate;
+
 use codec::{decode, encode, BytesMut, DecodeError, Packet, ProtocolVersion};
 
 /// A maximum packet size that never limits a test packet.
@@ -32,7 +34,11 @@ pub fn decode_error(bytes: &[u8], version: ProtocolVersion) -> DecodeError {
 pub fn encode_vec(packet: &Packet, version: ProtocolVersion) -> Vec<u8> {
     let mut out = BytesMut::new();
     encode(packet, version, &mut out);
-    assert_eq!(out.len(), packet.encoded_len(version), "encoded_len disagrees");
+    assert_eq!(
+        out.len(),
+        packet.encoded_len(version),
+        "encoded_len disagrees"
+    );
     out.to_vec()
 }
 
@@ -44,12 +50,7 @@ pub fn assert_wire(bytes: &[u8], packet: &Packet, version: ProtocolVersion) {
     assert_eq!(encode_vec(packet, version), bytes, "encoded bytes");
 }
 
-/// The rule of a decode error, or the variant name for errors without one.
-pub fn rule_of(error: &DecodeError) -> &'static str {
-    error.rule()
-}
-
-/// Builds a fixed header and body into one packet.
+/// Prefixes `body` with a fixed header.
 pub fn packet(first_byte: u8, body: &[u8]) -> Vec<u8> {
     let mut bytes = vec![first_byte];
     let mut length = body.len();
@@ -66,7 +67,7 @@ pub fn packet(first_byte: u8, body: &[u8]) -> Vec<u8> {
     bytes
 }
 
-/// A length-prefixed string or binary field.
+/// Encodes a length-prefixed string or binary field.
 pub fn field(data: &[u8]) -> Vec<u8> {
     let mut bytes = (data.len() as u16).to_be_bytes().to_vec();
     bytes.extend_from_slice(data);
