@@ -16,14 +16,14 @@ export WASM_OPT_BIN := $(CURDIR)/node_modules/.bin/wasm-opt
 export WRANGLER_SEND_METRICS := false
 export PATH := $(CARGO_BIN):$(PATH)
 
-.PHONY: help setup dev build worker test test-native test-interop rust-tools node-tools python-tools mosquitto clean
+.PHONY: help setup dev dev-secret build worker test test-native test-interop rust-tools node-tools python-tools mosquitto clean
 
 help:
 	@echo "make dev    install what is missing, build, run the broker on ws://127.0.0.1:$(PORT)/mqtt"
 	@echo "make test   install what is missing and run every test"
 	@echo "make build  build the Worker into edge/build"
 
-setup: rust-tools node-tools python-tools
+setup: rust-tools node-tools python-tools mosquitto
 
 rust-tools:
 	@rustup target list --installed | grep -qx wasm32-unknown-unknown \
@@ -49,18 +49,35 @@ python-tools:
 	@python3 -c 'import paho.mqtt' 2>/dev/null \
 		|| python3 -m pip install --quiet -r interop-tests/requirements.txt
 
+# The reference broker of the side-by-side interop tests (Debian's 2.0.11).
 mosquitto:
 	@command -v mosquitto >/dev/null || { apt-get update -qq && apt-get install -y -qq mosquitto; }
 
 build: rust-tools node-tools worker
 
 # The [build] command of wrangler.toml: compiles the Worker with the tools
-# that `rust-tools` and `node-tools` installed, and installs nothing.
-worker:
-	cd edge && worker-build --release
+# that `rust-tools` and `node-tools` installed, and installs nothing. It is a
+# no-op while the build is newer than every source, because wrangler dev runs
+# it again at start and whenever its file watcher fires.
+WORKER_SOURCES := $(shell find codec/src broker/src auth/src edge/src -name '*.rs' 2>/dev/null) \
+	Cargo.toml Cargo.lock $(wildcard */Cargo.toml)
 
-dev: build
-	npx --no-install wrangler dev --ip 127.0.0.1 --port $(PORT) --show-interactive-dev-session=false
+worker: edge/build/worker/shim.mjs
+
+edge/build/worker/shim.mjs: $(WORKER_SOURCES)
+	cd edge && worker-build --release
+	@touch $@
+
+# Local development allows anonymous clients, and keeps a random HMAC secret
+# in .dev-secret (for `mint-token --secret-file`) and .dev.vars (which
+# wrangler dev reads as secrets).
+dev: build dev-secret
+	npx --no-install wrangler dev --ip 127.0.0.1 --port $(PORT) --show-interactive-dev-session=false \
+		--var AUTH_ANONYMOUS:true
+
+dev-secret:
+	@test -s .dev-secret || od -An -N32 -tx1 /dev/urandom | tr -d ' \n' > .dev-secret
+	@grep -qs '^AUTH_HMAC_SECRET=' .dev.vars || echo "AUTH_HMAC_SECRET=$$(cat .dev-secret)" >> .dev.vars
 
 test: setup test-native build test-interop
 
@@ -73,3 +90,14 @@ test-interop:
 clean:
 	cargo clean
 	rm -rf edge/build .wrangler
+
+# Benchmarks (not part of `make test`): the broker, the relay baseline of
+# bench/relay and mosquitto side by side, about 15 minutes. BENCH_QUICK=1
+# runs a 2-minute smoke into target/bench-quick instead of docs/bench.
+BENCH_OUT := $(if $(filter 1,$(BENCH_QUICK)),target/bench-quick,docs/bench)
+
+.PHONY: bench
+bench: build mosquitto
+	cd bench/relay && worker-build --release
+	cargo build --release -p loadgen
+	ulimit -n $$(ulimit -Hn) && ./target/release/loadgen suite --out $(BENCH_OUT)

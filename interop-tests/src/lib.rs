@@ -1,5 +1,6 @@
-//! Support for the interop tests: starts the Worker under `wrangler dev` on a
-//! free port of 127.0.0.1 and stops it by its process id.
+//! Support for the interop tests: starts the Worker under `wrangler dev`, and
+//! Debian's `mosquitto` as a reference broker, on free ports of 127.0.0.1,
+//! and stops each by its process id.
 //!
 //! The tests themselves live in `tests/`; they need the Worker built first
 //! (`make build`), because the server started here skips wrangler's build
@@ -13,18 +14,28 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The HMAC key (`AUTH_HMAC_SECRET`) of every server the tests start; tests
+/// sign their HS256 tokens with it.
+pub const TEST_HMAC_SECRET: &str = "interop-test-hmac-secret-0123456789abcdef";
+
 /// How long `wrangler dev` may take to answer its first request.
 const START_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// The repository root, where `wrangler.toml` and `node_modules` are.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("crate is inside the repository").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("crate is inside the repository")
+        .to_path_buf()
 }
 
 /// Returns a port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0 failed");
-    listener.local_addr().expect("bound socket has an address").port()
+    listener
+        .local_addr()
+        .expect("bound socket has an address")
+        .port()
 }
 
 /// A running `wrangler dev`, stopped by its process group id on drop.
@@ -36,13 +47,39 @@ pub struct Wrangler {
 }
 
 impl Wrangler {
-    /// Starts the built Worker with its storage in `persist_dir`, and
-    /// `vars` (name, JSON value) replacing `[vars]` entries of `wrangler.toml`.
+    /// Starts the built Worker with its storage in `persist_dir`, anonymous
+    /// clients allowed, and `vars` (name, JSON value) replacing `[vars]`
+    /// entries of `wrangler.toml`.
     pub fn start(persist_dir: &Path, vars: &[(&str, &str)]) -> Wrangler {
+        Wrangler::launch(persist_dir, vars, true, &[])
+    }
+
+    /// Starts the built Worker with anonymous clients rejected, so that
+    /// every client needs a token signed with [`TEST_HMAC_SECRET`] (or a
+    /// configured public key), and `auth` (name, TOML value) replacing or
+    /// adding entries of the `[vars.AUTH]` table of `wrangler.toml`.
+    pub fn start_authenticated(persist_dir: &Path, auth: &[(&str, &str)]) -> Wrangler {
+        Wrangler::launch(persist_dir, &[], false, auth)
+    }
+
+    fn launch(
+        persist_dir: &Path,
+        vars: &[(&str, &str)],
+        anonymous: bool,
+        auth: &[(&str, &str)],
+    ) -> Wrangler {
         let root = repo_root();
         let work_dir = tempfile::tempdir().expect("creating a temporary folder failed");
         let config_path = work_dir.path().join("wrangler.toml");
-        fs::write(&config_path, test_config(&root, vars)).expect("writing the test wrangler.toml failed");
+        // wrangler reloads the Worker, dropping every connection, when the
+        // files behind `main` change. A copy keeps a rebuild running in the
+        // same tree (`make build`) from disturbing a test.
+        let build = work_dir.path().join("build");
+        copy_dir(&root.join("edge/build"), &build)
+            .expect("copying edge/build failed; run `make build`");
+        let main = build.join("worker/shim.mjs");
+        let config = with_auth_settings(test_config(&root, &main, vars), auth);
+        fs::write(&config_path, config).expect("writing the test wrangler.toml failed");
 
         let port = free_port();
         let inspector_port = free_port();
@@ -57,15 +94,27 @@ impl Wrangler {
             .args(["--inspector-port", &inspector_port.to_string()])
             .arg("--persist-to")
             .arg(persist_dir)
-            .args(["--show-interactive-dev-session=false", "--log-level", "info"])
+            .args(["--show-interactive-dev-session=false", "--log-level", "log"])
+            // Most tests connect without credentials, as `make dev` allows.
+            .arg("--var")
+            .arg(format!("AUTH_ANONYMOUS:{anonymous}"))
+            .arg("--var")
+            .arg(format!("AUTH_HMAC_SECRET:{TEST_HMAC_SECRET}"))
             .env("WRANGLER_SEND_METRICS", "false")
             .env("CI", "true")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("duplicating the log handle failed"))
             .stderr(log)
             .process_group(0);
-        let child = command.spawn().expect("starting node_modules/.bin/wrangler failed; run `make test`");
-        let mut server = Wrangler { child, port, log_path, _work_dir: work_dir };
+        let child = command
+            .spawn()
+            .expect("starting node_modules/.bin/wrangler failed; run `make test`");
+        let mut server = Wrangler {
+            child,
+            port,
+            log_path,
+            _work_dir: work_dir,
+        };
         server.wait_ready();
         server
     }
@@ -80,7 +129,16 @@ impl Wrangler {
         format!("ws://127.0.0.1:{}{path}", self.port)
     }
 
-    /// What wrangler and the Worker printed so far.
+    /// The address of one namespace, `path` being `/mqtt` or `/mqtt/NAME`.
+    pub fn address(&self, path: &str) -> BrokerAddress {
+        BrokerAddress {
+            url: self.ws_url(path),
+            port: self.port,
+        }
+    }
+
+    /// What wrangler and the Worker printed so far, including the Worker's
+    /// `console.log` lines (wrangler's `log` level).
     pub fn log(&self) -> String {
         fs::read_to_string(&self.log_path).unwrap_or_default()
     }
@@ -94,14 +152,20 @@ impl Wrangler {
         let deadline = Instant::now() + START_TIMEOUT;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("wrangler dev exited with {status} before it was ready:\n{}", self.log());
+                panic!(
+                    "wrangler dev exited with {status} before it was ready:\n{}",
+                    self.log()
+                );
             }
             if let Ok(426) = self.http_get_status("/mqtt") {
                 return;
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        panic!("wrangler dev did not answer within {START_TIMEOUT:?}:\n{}", self.log());
+        panic!(
+            "wrangler dev did not answer within {START_TIMEOUT:?}:\n{}",
+            self.log()
+        );
     }
 
     /// Stops the server: SIGTERM to its process group, then SIGKILL if it
@@ -139,11 +203,32 @@ impl Drop for Wrangler {
     }
 }
 
+/// Copies the files and folders of `from` into `to`, except hidden ones
+/// (worker-build's `.tmp`).
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    fs::create_dir_all(to)?;
+    for entry in fs::read_dir(from)? {
+        let entry = entry?;
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
+}
+
 /// The repository's `wrangler.toml` without its `[build]` table (the tests
-/// run on the Worker that `make build` made), with `main` as an absolute
-/// path and with `vars` replacing entries of the `MQTT` settings table.
-fn test_config(root: &Path, vars: &[(&str, &str)]) -> String {
-    let original = fs::read_to_string(root.join("wrangler.toml")).expect("reading wrangler.toml failed");
+/// run on the Worker that `make build` made), with `main` set to the
+/// absolute path `main` and with `vars` replacing entries of the `MQTT`
+/// settings table.
+fn test_config(root: &Path, main: &Path, vars: &[(&str, &str)]) -> String {
+    let original =
+        fs::read_to_string(root.join("wrangler.toml")).expect("reading wrangler.toml failed");
     let mut out = String::new();
     let mut table = String::new();
     for line in original.lines() {
@@ -162,11 +247,14 @@ fn test_config(root: &Path, vars: &[(&str, &str)]) -> String {
         if table == "[build]" {
             continue;
         }
-        if table == "[vars.MQTT]" && vars.iter().any(|(name, _)| trimmed.starts_with(&format!("{name} "))) {
+        if table == "[vars.MQTT]"
+            && vars
+                .iter()
+                .any(|(name, _)| trimmed.starts_with(&format!("{name} ")))
+        {
             continue;
         }
         if table.is_empty() && trimmed.starts_with("main") {
-            let main = root.join("edge/build/worker/shim.mjs");
             out.push_str(&format!("main = \"{}\"\n", main.display()));
             continue;
         }
@@ -176,11 +264,44 @@ fn test_config(root: &Path, vars: &[(&str, &str)]) -> String {
     out
 }
 
+/// Sets `auth` (name, TOML value) in the `[vars.AUTH]` table of a
+/// configuration, replacing entries of the same names.
+fn with_auth_settings(config: String, auth: &[(&str, &str)]) -> String {
+    if auth.is_empty() {
+        return config;
+    }
+    let replaced = |line: &str| {
+        auth.iter()
+            .any(|(name, _)| line.trim_start().starts_with(&format!("{name} ")))
+    };
+    let mut out = String::new();
+    let mut in_auth_table = false;
+    for line in config.lines() {
+        if line.trim().starts_with('[') {
+            in_auth_table = line.trim() == "[vars.AUTH]";
+        }
+        if in_auth_table && replaced(line) {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+        if line.trim() == "[vars.AUTH]" {
+            for (name, value) in auth {
+                out.push_str(&format!("{name} = {value}\n"));
+            }
+        }
+    }
+    out
+}
+
 /// Sends a plain HTTP/1.1 GET to 127.0.0.1:`port` and returns the status code.
 pub fn http_get_status(port: u16, path: &str) -> std::io::Result<u16> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )?;
     // workerd keeps the connection open for a while despite `Connection:
     // close`, so read only as far as the status line.
     let mut response = Vec::new();
@@ -197,4 +318,159 @@ pub fn http_get_status(port: u16, path: &str) -> std::io::Result<u16> {
         .nth(1)
         .and_then(|code| code.parse().ok())
         .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {text:?}")))
+}
+
+/// Where an MQTT over WebSocket client connects: what rumqttc takes as the
+/// host (the whole URL) and the port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerAddress {
+    /// `ws://127.0.0.1:PORT/PATH`.
+    pub url: String,
+    /// The TCP port of `url`.
+    pub port: u16,
+}
+
+/// How long mosquitto may take to accept connections on its WebSocket port.
+const MOSQUITTO_START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A running `mosquitto` with a TCP listener and a WebSocket listener, both
+/// on 127.0.0.1, stopped by its process id on drop.
+pub struct Mosquitto {
+    child: Child,
+    tcp_port: u16,
+    websocket_port: u16,
+    log_path: PathBuf,
+    _work_dir: tempfile::TempDir,
+}
+
+impl Mosquitto {
+    /// Starts mosquitto with anonymous access and no persistence.
+    pub fn start() -> Mosquitto {
+        Mosquitto::start_with(&[])
+    }
+
+    /// Starts mosquitto with `extra` lines appended to the global part of
+    /// its configuration, such as `persistence true`. Persistence, if
+    /// turned on, goes to this server's temporary folder.
+    pub fn start_with(extra: &[&str]) -> Mosquitto {
+        let work_dir = tempfile::tempdir().expect("creating a temporary folder failed");
+        let tcp_port = free_port();
+        let websocket_port = free_port();
+        let config_path = work_dir.path().join("mosquitto.conf");
+        let config = mosquitto_config(work_dir.path(), tcp_port, websocket_port, extra);
+        fs::write(&config_path, config).expect("writing mosquitto.conf failed");
+
+        let log_path = work_dir.path().join("mosquitto.log");
+        let log = fs::File::create(&log_path).expect("creating the mosquitto log failed");
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("duplicating the log handle failed"))
+            .stderr(log)
+            .spawn()
+            .expect("starting mosquitto failed; run `make mosquitto` to install it");
+        let mut server = Mosquitto {
+            child,
+            tcp_port,
+            websocket_port,
+            log_path,
+            _work_dir: work_dir,
+        };
+        server.wait_ready();
+        server
+    }
+
+    /// The port of the plain TCP listener.
+    pub fn tcp_port(&self) -> u16 {
+        self.tcp_port
+    }
+
+    /// The address of the WebSocket listener, with the path `/mqtt`.
+    pub fn address(&self) -> BrokerAddress {
+        let port = self.websocket_port;
+        BrokerAddress {
+            url: format!("ws://127.0.0.1:{port}/mqtt"),
+            port,
+        }
+    }
+
+    /// What mosquitto logged so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + MOSQUITTO_START_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "mosquitto exited with {status} before it was ready:\n{}",
+                    self.log()
+                );
+            }
+            if TcpStream::connect(("127.0.0.1", self.websocket_port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "mosquitto did not accept connections within {MOSQUITTO_START_TIMEOUT:?}:\n{}",
+            self.log()
+        );
+    }
+
+    /// Stops mosquitto: SIGTERM, then SIGKILL if it is still running after
+    /// five seconds.
+    pub fn stop(&mut self) {
+        let pid = self.child.id() as i32;
+        stop_process(&mut self.child, pid);
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A mosquitto configuration: one TCP and one WebSocket listener on
+/// 127.0.0.1, anonymous access, logs to stderr, then `extra`.
+fn mosquitto_config(dir: &Path, tcp_port: u16, websocket_port: u16, extra: &[&str]) -> String {
+    let mut config = String::new();
+    config.push_str("per_listener_settings false\n");
+    config.push_str("allow_anonymous true\n");
+    config.push_str("log_dest stderr\n");
+    config.push_str("log_type all\n");
+    // Running as root, mosquitto switches to the `mosquitto` user, which
+    // cannot write to a root-owned temporary folder.
+    config.push_str("user root\n");
+    config.push_str(&format!("persistence_location {}/\n", dir.display()));
+    config.push_str("persistence false\n");
+    for line in extra {
+        config.push_str(line);
+        config.push('\n');
+    }
+    config.push_str(&format!("listener {tcp_port} 127.0.0.1\n"));
+    config.push_str(&format!("listener {websocket_port} 127.0.0.1\n"));
+    config.push_str("protocol websockets\n");
+    config
+}
+
+/// Sends SIGTERM to `pid` (a negative pid is a process group), waits up to
+/// five seconds for `child` to exit, then sends SIGKILL.
+fn stop_process(child: &mut Child, pid: i32) {
+    // SAFETY: kill(2) only sends a signal to a process this crate started;
+    // it touches no memory.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: as above; the process may already be gone, which is harmless.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let _ = child.wait();
 }

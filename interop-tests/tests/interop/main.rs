@@ -3,12 +3,22 @@
 //! One server is started for the whole run (starting workerd takes seconds),
 //! every test uses its own client ids and topics, and the server is stopped
 //! by its process id when the run ends. Tests that restart the server start
-//! their own.
+//! their own. The `side_by_side*` tests also run each scenario against a
+//! mosquitto of their own and compare.
 
+mod auth;
 mod external;
+mod hibernation;
+mod http;
 mod mqtt;
 mod raw;
 mod restart;
+mod side_by_side;
+mod side_by_side_errors;
+mod side_by_side_rumqttc;
+mod side_by_side_session;
+mod side_by_side_v5;
+mod wire;
 
 use std::sync::Arc;
 
@@ -24,8 +34,14 @@ fn main() {
 
     let mut tests: Vec<(&'static str, TestFn)> = Vec::new();
     tests.extend(mqtt::TESTS);
+    tests.extend(http::TESTS);
     tests.extend(raw::TESTS);
     tests.extend(external::TESTS);
+    tests.extend(side_by_side::TESTS);
+    tests.extend(side_by_side_errors::TESTS);
+    tests.extend(side_by_side_rumqttc::TESTS);
+    tests.extend(side_by_side_session::TESTS);
+    tests.extend(side_by_side_v5::TESTS);
 
     let server = Arc::new(Wrangler::start(persist.path(), &[]));
     let mut trials: Vec<Trial> = tests
@@ -36,6 +52,9 @@ fn main() {
         })
         .collect();
     trials.extend(restart::TESTS.iter().map(|&(name, test)| Trial::test(name, test)));
+    trials.extend(http::OWN_SERVER_TESTS.iter().map(|&(name, test)| Trial::test(name, test)));
+    trials.extend(hibernation::TESTS.iter().map(|&(name, test)| Trial::test(name, test)));
+    trials.extend(auth::TESTS.iter().map(|&(name, test)| Trial::test(name, test)));
 
     let conclusion = libtest_mimic::run(&args, trials);
     match Arc::try_unwrap(server) {

@@ -84,8 +84,8 @@ async fn forward_incoming(mut eventloop: EventLoop, sender: mpsc::UnboundedSende
     }
 }
 
-/// Runs an async test body on a fresh runtime.
-pub fn run(body: impl std::future::Future<Output = Result<(), Failed>>) -> Result<(), Failed> {
+/// Runs an async test body on a fresh runtime and returns its result.
+pub fn run<T>(body: impl std::future::Future<Output = Result<T, Failed>>) -> Result<T, Failed> {
     tokio::runtime::Runtime::new()?.block_on(body)
 }
 

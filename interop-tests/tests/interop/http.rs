@@ -1,0 +1,697 @@
+//! The HTTP API against the Worker under `wrangler dev`: HTTP publish to
+//! MQTT subscribers, error statuses, Idempotency-Key, retained reads,
+//! presence events, `$SYS/broker/` counters, SSE and long polling.
+//!
+//! The client below speaks just enough HTTP/1.1 for these tests: one
+//! request per connection, bodies with Content-Length or chunked.
+
+use interop_tests::Wrangler;
+use libtest_mimic::Failed;
+use rumqttc::QoS;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{timeout, Instant};
+
+use crate::mqtt::{run, Client, WAIT};
+
+pub const TESTS: &[(&str, crate::TestFn)] = &[
+    (
+        "http_publish_reaches_mqtt_subscribers",
+        publish_reaches_mqtt_subscribers,
+    ),
+    (
+        "http_retained_publish_and_reads",
+        retained_publish_and_reads,
+    ),
+    ("http_publish_error_statuses", publish_error_statuses),
+    ("http_rate_limit_answers_429", rate_limit_answers_429),
+    (
+        "http_idempotency_key_publishes_once",
+        idempotency_key_publishes_once,
+    ),
+    (
+        "http_presence_events_for_sys_subscriber",
+        presence_events_for_sys_subscriber,
+    ),
+    ("http_admin_metrics_behind_gate", admin_metrics_behind_gate),
+    (
+        "http_sse_retained_live_and_resume",
+        sse_retained_live_and_resume,
+    ),
+    (
+        "http_sse_streams_presence_events",
+        sse_streams_presence_events,
+    ),
+    (
+        "http_long_poll_waits_for_message",
+        long_poll_waits_for_message,
+    ),
+];
+
+/// Tests that start their own server, with `$SYS/broker/` status on.
+pub const OWN_SERVER_TESTS: &[(&str, fn() -> Result<(), Failed>)] =
+    &[("http_sys_status_counts_traffic", sys_status_counts_traffic)];
+
+/// A received HTTP response.
+struct HttpResponse {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl HttpResponse {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Returns the first string value of `"field":"..."` in compact JSON, as the
+/// Worker writes it (serde_json, no spaces). Escapes are left as they are,
+/// which is enough for the ids and topics these tests use.
+fn json_string(json: &str, field: &str) -> Option<String> {
+    let start = json.find(&format!("\"{field}\":\""))? + field.len() + 4;
+    let end = json[start..].find('"')? + start;
+    Some(json[start..end].to_string())
+}
+
+/// Asserts that compact JSON contains `"field":value`.
+fn assert_json_field(json: &str, field: &str, value: &str) {
+    let expected = format!("\"{field}\":{value}");
+    assert!(json.contains(&expected), "expected {expected} in {json}");
+}
+
+/// Sends one request and reads the whole response.
+async fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<HttpResponse, Failed> {
+    let mut stream = connect_and_send(port, method, path, headers, body).await?;
+    let (status, headers, mut rest) = read_head(&mut stream).await?;
+    let length = headers
+        .iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, value)| value.parse::<usize>().ok());
+    let chunked = headers.iter().any(|(key, value)| {
+        key.eq_ignore_ascii_case("transfer-encoding") && value.contains("chunked")
+    });
+    let body = timeout(WAIT, async {
+        if chunked {
+            let mut body = Vec::new();
+            while !decode_chunks(&rest, &mut body) {
+                read_more(&mut stream, &mut rest).await?;
+            }
+            return Ok::<_, Failed>(body);
+        }
+        let length = length.unwrap_or(0);
+        while rest.len() < length {
+            read_more(&mut stream, &mut rest).await?;
+        }
+        rest.truncate(length);
+        Ok(rest)
+    })
+    .await
+    .map_err(|_| format!("{method} {path}: body incomplete within {WAIT:?}"))??;
+    Ok(HttpResponse {
+        status,
+        headers,
+        body,
+    })
+}
+
+async fn connect_and_send(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<TcpStream, Failed> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body).await?;
+    Ok(stream)
+}
+
+async fn read_more(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Result<(), Failed> {
+    let mut chunk = [0u8; 8192];
+    let read = stream.read(&mut chunk).await?;
+    if read == 0 {
+        return Err("connection closed before the response was complete".into());
+    }
+    buffer.extend_from_slice(&chunk[..read]);
+    Ok(())
+}
+
+/// Reads the status line and headers; returns them and the bytes after.
+async fn read_head(
+    stream: &mut TcpStream,
+) -> Result<(u16, Vec<(String, String)>, Vec<u8>), Failed> {
+    let mut buffer = Vec::new();
+    let end = timeout(WAIT, async {
+        loop {
+            if let Some(end) = buffer.windows(4).position(|window| window == b"\r\n\r\n") {
+                return Ok::<_, Failed>(end);
+            }
+            read_more(stream, &mut buffer).await?;
+        }
+    })
+    .await
+    .map_err(|_| format!("no response head within {WAIT:?}"))??;
+    let head = String::from_utf8_lossy(&buffer[..end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| format!("not an HTTP response: {head:?}"))?;
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_string(), value.trim().to_string()))
+        .collect();
+    Ok((status, headers, buffer[end + 4..].to_vec()))
+}
+
+/// Decodes the whole chunks in `raw` into `body`. Returns true once the
+/// last (empty) chunk has arrived.
+fn decode_chunks(raw: &[u8], body: &mut Vec<u8>) -> bool {
+    body.clear();
+    let mut at = 0;
+    loop {
+        let Some(line_end) = raw[at..].windows(2).position(|pair| pair == b"\r\n") else {
+            return false;
+        };
+        let size_text = String::from_utf8_lossy(&raw[at..at + line_end]).into_owned();
+        let Ok(size) = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+        else {
+            return false;
+        };
+        let start = at + line_end + 2;
+        if size == 0 {
+            return true;
+        }
+        if raw.len() < start + size + 2 {
+            return false;
+        }
+        body.extend_from_slice(&raw[start..start + size]);
+        at = start + size + 2;
+    }
+}
+
+async fn post(
+    port: u16,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<HttpResponse, Failed> {
+    request(port, "POST", path, headers, body).await
+}
+
+async fn get(port: u16, path: &str) -> Result<HttpResponse, Failed> {
+    request(port, "GET", path, &[], b"").await
+}
+
+/// An open SSE stream and the text received so far.
+struct SseStream {
+    stream: TcpStream,
+    raw: Vec<u8>,
+    consumed: usize,
+}
+
+impl SseStream {
+    async fn open(port: u16, path: &str, last_event_id: Option<&str>) -> Result<SseStream, Failed> {
+        let mut headers = vec![("Accept", "text/event-stream")];
+        if let Some(id) = last_event_id {
+            headers.push(("Last-Event-ID", id));
+        }
+        let mut stream = connect_and_send(port, "GET", path, &headers, b"").await?;
+        let (status, headers, raw) = read_head(&mut stream).await?;
+        assert_eq!(status, 200, "SSE status");
+        let content_type = headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case("content-type"))
+            .map(|(_, value)| value.clone());
+        assert_eq!(content_type.as_deref(), Some("text/event-stream"));
+        Ok(SseStream {
+            stream,
+            raw,
+            consumed: 0,
+        })
+    }
+
+    /// Waits for the next `message` event; returns its id and JSON data.
+    async fn next_message(&mut self) -> Result<(Option<String>, String), Failed> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let mut body = Vec::new();
+            decode_chunks(&self.raw, &mut body);
+            let text = String::from_utf8_lossy(&body).into_owned();
+            let events: Vec<&str> = text.split("\n\n").collect();
+            // The last piece may be an event still arriving.
+            let complete = events.len().saturating_sub(1);
+            for (index, event) in events.iter().enumerate().take(complete).skip(self.consumed) {
+                self.consumed = index + 1;
+                if !event.lines().any(|line| line == "event: message") {
+                    continue;
+                }
+                let id = event
+                    .lines()
+                    .find_map(|line| line.strip_prefix("id: "))
+                    .map(str::to_string);
+                let data = event
+                    .lines()
+                    .find_map(|line| line.strip_prefix("data: "))
+                    .ok_or("SSE message without data")?;
+                return Ok((id, data.to_string()));
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match timeout(remaining, read_more(&mut self.stream, &mut self.raw)).await {
+                Ok(result) => result?,
+                Err(_) => return Err(format!("no SSE message within {WAIT:?}").into()),
+            }
+        }
+    }
+}
+
+fn publish_reaches_mqtt_subscribers(server: &Wrangler) -> Result<(), Failed> {
+    let port = server.port();
+    run(async move {
+        let mut subscriber = Client::connect(server, "/mqtt", "http-sub").await?;
+        subscriber.subscribe("httppub/#", QoS::AtLeastOnce).await?;
+
+        let response = post(port, "/publish/httppub/zero", &[], b"zero").await?;
+        assert_eq!(response.status, 200, "{}", response.text());
+        let message = subscriber.expect_publish().await?;
+        assert_eq!(message.topic, "httppub/zero");
+        assert_eq!(&message.payload[..], b"zero");
+        assert_eq!(message.qos, QoS::AtMostOnce);
+        assert!(!message.retain);
+
+        let response = post(port, "/publish/httppub/one?qos=1", &[], b"one").await?;
+        assert_eq!(response.status, 200, "{}", response.text());
+        let message = subscriber.expect_publish().await?;
+        assert_eq!(message.topic, "httppub/one");
+        assert_eq!(message.qos, QoS::AtLeastOnce);
+
+        // A percent-encoded slash is a level separator like a plain one.
+        let response = post(port, "/publish/httppub%2Fencoded?qos=1", &[], b"enc").await?;
+        assert_eq!(response.status, 200, "{}", response.text());
+        assert_eq!(subscriber.expect_publish().await?.topic, "httppub/encoded");
+
+        // A batch: every message arrives, in order.
+        let batch = br#"[{"topic":"httppub/b1","payload":"1","qos":1},{"topic":"httppub/b2","payload_base64":"AAE="}]"#;
+        let response = post(
+            port,
+            "/publish",
+            &[("Content-Type", "application/json")],
+            batch,
+        )
+        .await?;
+        assert_eq!(response.status, 200, "{}", response.text());
+        assert_json_field(&response.text(), "messages", "2");
+        assert_eq!(subscriber.expect_publish().await?.topic, "httppub/b1");
+        let binary = subscriber.expect_publish().await?;
+        assert_eq!(binary.topic, "httppub/b2");
+        assert_eq!(&binary.payload[..], &[0, 1]);
+        Ok(())
+    })
+}
+
+fn retained_publish_and_reads(server: &Wrangler) -> Result<(), Failed> {
+    let port = server.port();
+    run(async move {
+        let headers = [
+            ("Content-Type", "text/plain"),
+            ("MQTT-User-Property", "site=north"),
+            ("MQTT-Correlation-Data", "AAE="),
+        ];
+        for topic in ["a", "b", "c"] {
+            let path = format!("/publish/httpret/{topic}?qos=1&retain=true&namespace=http-ret");
+            let response = post(port, &path, &headers, topic.as_bytes()).await?;
+            assert_eq!(response.status, 200, "{}", response.text());
+        }
+
+        // A retained message published over HTTP reaches a later MQTT
+        // subscriber with RETAIN set.
+        let mut late = Client::connect(server, "/mqtt/http-ret", "http-ret-late").await?;
+        late.subscribe("httpret/a", QoS::AtLeastOnce).await?;
+        let message = late.expect_publish().await?;
+        assert_eq!(&message.payload[..], b"a");
+        assert!(message.retain);
+
+        let one = get(port, "/retained/httpret/b?namespace=http-ret").await?;
+        assert_eq!(one.status, 200, "{}", one.text());
+        assert_eq!(one.body, b"b");
+        assert_eq!(one.header("Content-Type"), Some("text/plain"));
+        assert_eq!(one.header("MQTT-QoS"), Some("1"));
+        assert_eq!(one.header("MQTT-User-Property"), Some("site=north"));
+        assert_eq!(one.header("MQTT-Correlation-Data"), Some("AAE="));
+
+        let missing = get(port, "/retained/httpret/none?namespace=http-ret").await?;
+        assert_eq!(missing.status, 404);
+
+        let first = get(
+            port,
+            "/retained?namespace=http-ret&filter=httpret/%23&limit=2",
+        )
+        .await?;
+        assert_eq!(first.status, 200, "{}", first.text());
+        let first = first.text();
+        assert!(first.contains(r#""topic":"httpret/a""#), "{first}");
+        assert!(first.contains(r#""topic":"httpret/b""#), "{first}");
+        assert!(
+            !first.contains(r#""topic":"httpret/c""#),
+            "limit 2 returned more: {first}"
+        );
+        let cursor = json_string(&first, "next_cursor").ok_or("first page has no next_cursor")?;
+        assert_eq!(cursor, "httpret/b");
+
+        let path =
+            format!("/retained?namespace=http-ret&filter=httpret/%23&limit=2&cursor={cursor}");
+        let second = get(port, &path).await?.text();
+        assert_eq!(
+            json_string(&second, "topic").as_deref(),
+            Some("httpret/c"),
+            "{second}"
+        );
+        assert_json_field(&second, "payload", r#""c""#);
+        assert_json_field(&second, "next_cursor", "null");
+        Ok(())
+    })
+}
+
+fn publish_error_statuses(server: &Wrangler) -> Result<(), Failed> {
+    let port = server.port();
+    run(async move {
+        let cases: [(&str, u16); 11] = [
+            ("/publish/httperr/%2B", 400),
+            ("/publish/httperr/%23", 400),
+            ("/publish/%24SYS/x", 400),
+            ("/publish/httperr/a?qos=3", 400),
+            ("/publish/httperr/a?retain=maybe", 400),
+            ("/publish/httperr/a?namespace=bad%2Fname", 400),
+            ("/retained?filter=a/%23/b", 400),
+            ("/publish/", 400),
+            ("/sse?filter=a/%23/b", 400),
+            ("/sse", 400),
+            ("/poll?filter=%24share/g/a", 400),
+        ];
+        for (path, expected) in cases {
+            let response = match path.starts_with("/publish") {
+                true => post(port, path, &[], b"x").await?,
+                false => get(port, path).await?,
+            };
+            assert_eq!(response.status, expected, "{path}: {}", response.text());
+            assert!(
+                !response.body.is_empty(),
+                "{path}: the error names no problem"
+            );
+        }
+
+        let bad_header = post(
+            port,
+            "/publish/httperr/a",
+            &[("MQTT-Message-Expiry", "soon")],
+            b"x",
+        )
+        .await?;
+        assert_eq!(bad_header.status, 400);
+        assert!(
+            bad_header.text().contains("MQTT-Message-Expiry"),
+            "{}",
+            bad_header.text()
+        );
+
+        // Above the maximum packet size of wrangler.toml (1 MiB).
+        let big = vec![b'x'; 1024 * 1024 + 1];
+        let too_large = post(port, "/publish/httperr/big", &[], &big).await?;
+        assert_eq!(too_large.status, 413, "{}", too_large.text());
+        assert!(
+            too_large.text().contains("maximum packet size"),
+            "{}",
+            too_large.text()
+        );
+
+        let unknown = get(port, "/publish/httperr/a").await?;
+        assert_eq!(unknown.status, 404, "GET is not a publish");
+        Ok(())
+    })
+}
+
+fn rate_limit_answers_429(server: &Wrangler) -> Result<(), Failed> {
+    let port = server.port();
+    run(async move {
+        // The default bucket contains 200 messages and refills 100 per
+        // second: batches of 100 sent back to back soon exceed it.
+        let messages: Vec<String> = (0..100)
+            .map(|i| format!(r#"{{"topic":"rate/{i}"}}"#))
+            .collect();
+        let batch = format!("[{}]", messages.join(","));
+        let mut statuses = Vec::new();
+        for _ in 0..6 {
+            let response =
+                post(port, "/publish?namespace=http-rate", &[], batch.as_bytes()).await?;
+            statuses.push(response.status);
+            if response.status == 429 {
+                assert!(
+                    response.text().contains("rate limit"),
+                    "{}",
+                    response.text()
+                );
+                break;
+            }
+        }
+        assert_eq!(statuses[0], 200, "{statuses:?}");
+        assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+        Ok(())
+    })
+}
+
+fn idempotency_key_publishes_once(server: &Wrangler) -> Result<(), Failed> {
+    let port = server.port();
+    run(async move {
+        let mut subscriber = Client::connect(server, "/mqtt", "http-idem-sub").await?;
+        subscriber.subscribe("httpidem/#", QoS::AtLeastOnce).await?;
+        let key = [("Idempotency-Key", "idem-key-1")];
+
+        let first = post(port, "/publish/httpidem/a?qos=1", &key, b"once").await?;
+        assert_eq!(first.status, 200, "{}", first.text());
+        assert_eq!(first.header("Idempotent-Replayed"), None);
+        let second = post(port, "/publish/httpidem/a?qos=1", &key, b"once").await?;
+        assert_eq!(second.status, 200, "{}", second.text());
+        assert_eq!(second.header("Idempotent-Replayed"), Some("true"));
+        assert_eq!(
+            second.body, first.body,
+            "the replay returns the first result"
+        );
+
+        post(port, "/publish/httpidem/marker?qos=1", &[], b"marker").await?;
+        assert_eq!(&subscriber.expect_publish().await?.payload[..], b"once");
+        let next = subscriber.expect_publish().await?;
+        assert_eq!(
+            next.topic, "httpidem/marker",
+            "the keyed message arrived twice"
+        );
+        Ok(())
+    })
+}
+
+fn presence_events_for_sys_subscriber(server: &Wrangler) -> Result<(), Failed> {
+    run(async move {
+        let mut dashboard =
+            Client::connect(server, "/mqtt/http-presence", "presence-dashboard").await?;
+        dashboard
+            .subscribe("$SYS/presence/#", QoS::AtMostOnce)
+            .await?;
+
+        let device = Client::connect(server, "/mqtt/http-presence", "presence-device").await?;
+        let connected = dashboard.expect_publish().await?;
+        assert_eq!(connected.topic, "$SYS/presence/presence-device/connected");
+        let event = String::from_utf8_lossy(&connected.payload).into_owned();
+        assert_json_field(&event, "client_id", r#""presence-device""#);
+        assert_json_field(&event, "namespace", r#""http-presence""#);
+        assert!(event.contains(r#""time_ms":"#), "{event}");
+
+        device.client.disconnect().await?;
+        let disconnected = dashboard.expect_publish().await?;
+        assert_eq!(
+            disconnected.topic,
+            "$SYS/presence/presence-device/disconnected"
+        );
+        let event = String::from_utf8_lossy(&disconnected.payload).into_owned();
+        assert_json_field(&event, "clean", "true");
+        assert_json_field(&event, "reason", r#""client_disconnect""#);
+
+        // The lifecycle log line is JSON with the ids as fields.
+        let expected = r#""client_id":"presence-device""#;
+        let deadline = Instant::now() + WAIT;
+        while !server
+            .log()
+            .lines()
+            .any(|line| line.contains(expected) && line.contains("client disconnected"))
+        {
+            if Instant::now() > deadline {
+                return Err(format!("no JSON disconnect log line with {expected}").into());
+            }
+            tokio::task::yield_now().await;
+        }
+        Ok(())
+    })
+}
+
+fn admin_metrics_behind_gate(server: &Wrangler) -> Result<(), Failed> {
+    run(async move {
+        // The test server has no ADMIN_TOKEN, so the gate keeps the admin
+        // API closed; the metrics text itself is tested in the broker crate.
+        let response = get(server.port(), "/admin/metrics?namespace=default").await?;
+        assert!(
+            matches!(response.status, 401 | 404),
+            "status {}: {}",
+            response.status,
+            response.text()
+        );
+        assert!(
+            !response.text().contains("mqtt_"),
+            "metrics leaked past the gate"
+        );
+        Ok(())
+    })
+}
+
+fn sse_retained_live_and_resume(server: &Wrangler) -> Result<(), Failed> {
+    let port = server.port();
+    run(async move {
+        let retained = post(
+            port,
+            "/publish/ssetest/state?retain=true&namespace=http-sse",
+            &[],
+            b"kept",
+        )
+        .await?;
+        assert_eq!(retained.status, 200, "{}", retained.text());
+
+        let path = "/sse?namespace=http-sse&filter=ssetest/%23&filter=other/%23";
+        let mut stream = SseStream::open(port, path, None).await?;
+        let (_, first) = stream.next_message().await?;
+        assert_json_field(&first, "topic", r#""ssetest/state""#);
+        assert_json_field(&first, "payload", r#""kept""#);
+        assert_json_field(&first, "retain", "true");
+
+        // An MQTT publish reaches the SSE stream too.
+        let publisher = Client::connect(server, "/mqtt/http-sse", "sse-publisher").await?;
+        publisher
+            .client
+            .publish("ssetest/live", QoS::AtMostOnce, false, "live")
+            .await?;
+        let (id, live) = stream.next_message().await?;
+        assert_json_field(&live, "topic", r#""ssetest/live""#);
+        assert_json_field(&live, "payload", r#""live""#);
+        let id = id.ok_or("a live event has no id")?;
+        drop(stream);
+
+        // Resuming from the last id replays what was missed, without the
+        // retained messages.
+        let missed = post(
+            port,
+            "/publish/ssetest/missed?namespace=http-sse",
+            &[],
+            b"missed",
+        )
+        .await?;
+        assert_eq!(missed.status, 200);
+        let mut resumed = SseStream::open(port, path, Some(&id)).await?;
+        let (_, replayed) = resumed.next_message().await?;
+        assert_json_field(&replayed, "topic", r#""ssetest/missed""#);
+        Ok(())
+    })
+}
+
+fn sse_streams_presence_events(server: &Wrangler) -> Result<(), Failed> {
+    let port = server.port();
+    run(async move {
+        // A browser dashboard without MQTT follows presence over SSE.
+        let path = "/sse?namespace=http-sse-presence&filter=%24SYS/presence/%23";
+        let mut stream = SseStream::open(port, path, None).await?;
+        let _device = Client::connect(server, "/mqtt/http-sse-presence", "sse-device").await?;
+        let (_, event) = stream.next_message().await?;
+        assert_json_field(&event, "topic", r#""$SYS/presence/sse-device/connected""#);
+        Ok(())
+    })
+}
+
+fn long_poll_waits_for_message(server: &Wrangler) -> Result<(), Failed> {
+    let port = server.port();
+    run(async move {
+        let start = get(port, "/poll?namespace=http-poll&filter=polltest/%23&wait=0").await?;
+        assert_eq!(start.status, 200, "{}", start.text());
+        let cursor = json_string(&start.text(), "cursor").ok_or("no cursor")?;
+
+        // The poll waits up to 20 s; the publish ends the wait. Had the
+        // publish come first, the cursor would still return it.
+        let path = format!("/poll?namespace=http-poll&filter=polltest/%23&wait=20&cursor={cursor}");
+        let waiting =
+            tokio::spawn(async move { get(port, &path).await.map_err(|e| format!("{e:?}")) });
+        let sent = post(
+            port,
+            "/publish/polltest/a?namespace=http-poll",
+            &[],
+            b"polled",
+        )
+        .await?;
+        assert_eq!(sent.status, 200);
+        let response = timeout(WAIT, waiting)
+            .await
+            .map_err(|_| "the long poll did not return")???;
+        assert_eq!(response.status, 200, "{}", response.text());
+        let body = response.text();
+        assert_json_field(&body, "topic", r#""polltest/a""#);
+        assert_json_field(&body, "payload", r#""polled""#);
+        assert_ne!(
+            json_string(&body, "cursor"),
+            Some(cursor),
+            "the cursor did not move"
+        );
+        Ok(())
+    })
+}
+
+fn sys_status_counts_traffic() -> Result<(), Failed> {
+    let persist = tempfile::tempdir()?;
+    let server = Wrangler::start(persist.path(), &[("sys_interval_secs", "1")]);
+    let port = server.port();
+    run(async {
+        let mut watcher = Client::connect(&server, "/mqtt", "sys-watcher").await?;
+        watcher
+            .subscribe("$SYS/broker/messages/received", QoS::AtMostOnce)
+            .await?;
+        let before: u64 =
+            String::from_utf8_lossy(&watcher.expect_publish().await?.payload).parse()?;
+
+        let response = post(port, "/publish/systest/a", &[], b"x").await?;
+        assert_eq!(response.status, 200);
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let value: u64 =
+                String::from_utf8_lossy(&watcher.expect_publish().await?.payload).parse()?;
+            if value > before {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("messages/received stayed at {value}").into());
+            }
+        }
+    })
+}
