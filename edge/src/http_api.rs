@@ -1,0 +1,133 @@
+//! The ingress side of the HTTP API: picks the namespace from the
+//! `namespace` query parameter (default `default`), checks any token like
+//! an MQTT upgrade, and forwards the request to the namespace's Durable
+//! Object, which serves it. Routes are listed in `docs/http.md`.
+
+use worker::js_sys::Uint8Array;
+use worker::{Env, Headers, Method, Request, RequestInit, Response, Result};
+
+use crate::{ingress_auth, GRANT_HEADER, NAMESPACE_BINDING, NAMESPACE_HEADER};
+
+/// The namespace of a request without `?namespace=`.
+const DEFAULT_NAMESPACE: &str = "default";
+
+/// Maximum length of a namespace name, as for `/mqtt/<name>`.
+const MAX_NAMESPACE_LEN: usize = 64;
+
+/// Path prefixes of the public HTTP API.
+const API_PATHS: [&str; 4] = ["/publish", "/retained", "/sse", "/poll"];
+
+/// Paths under `/admin/` that a namespace serves.
+const ADMIN_PATHS: [&str; 2] = ["/admin/metrics", "/admin/clients"];
+
+/// Reports whether the ingress forwards `path` as an HTTP API request.
+pub fn is_api_path(path: &str) -> bool {
+    API_PATHS.iter().any(|prefix| matches_prefix(path, prefix))
+}
+
+/// Reports whether `path` is an admin request served by a namespace.
+pub fn is_admin_path(path: &str) -> bool {
+    ADMIN_PATHS
+        .iter()
+        .any(|prefix| matches_prefix(path, prefix))
+}
+
+fn matches_prefix(path: &str, prefix: &str) -> bool {
+    path == prefix
+        || path
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// Serves a public HTTP API request: token check, then the namespace.
+pub async fn handle(req: Request, env: &Env) -> Result<Response> {
+    let namespace = match namespace_of(&req)? {
+        Ok(namespace) => namespace,
+        Err(response) => return Ok(response),
+    };
+    // A bad token is rejected here, so it never wakes the Durable Object.
+    let grant = match ingress_auth::check_upgrade(&req, env, &namespace)? {
+        Ok(grant) => grant,
+        Err(rejection) => return Ok(rejection),
+    };
+    forward(req, env, &namespace, &grant).await
+}
+
+/// Serves an admin request for one namespace. The caller has already
+/// passed the `/admin/` gate.
+pub async fn handle_admin(req: Request, env: &Env) -> Result<Response> {
+    let namespace = match namespace_of(&req)? {
+        Ok(namespace) => namespace,
+        Err(response) => return Ok(response),
+    };
+    forward(req, env, &namespace, auth::NO_GRANT).await
+}
+
+/// Sends the request on to the namespace's Durable Object. The request is
+/// rebuilt with its body read in full instead of cloned: a clone tees the
+/// body, and when the object responds without reading it (a 400, say) the
+/// runtime later fails with "Can't read from request stream after response
+/// has been sent".
+async fn forward(mut req: Request, env: &Env, namespace: &str, grant: &str) -> Result<Response> {
+    let headers = Headers::new();
+    for (name, value) in req.headers().entries() {
+        if !name.eq_ignore_ascii_case("authorization") {
+            headers.append(&name, &value)?;
+        }
+    }
+    headers.set(NAMESPACE_HEADER, namespace)?;
+    // Always set, so that a client cannot send its own grant.
+    headers.set(GRANT_HEADER, grant)?;
+
+    let method = req.method();
+    let mut init = RequestInit::new();
+    init.with_method(method.clone()).with_headers(headers);
+    if !matches!(method, Method::Get | Method::Head) {
+        let body = req.bytes().await?;
+        init.with_body(Some(Uint8Array::from(body.as_slice()).into()));
+    }
+    let forwarded = Request::new_with_init(req.url()?.as_str(), &init)?;
+    let stub = env.durable_object(NAMESPACE_BINDING)?.get_by_name(namespace)?;
+    stub.fetch_with_request(forwarded).await
+}
+
+/// Reads `?namespace=`. A malformed name gets a 400 response.
+fn namespace_of(req: &Request) -> Result<std::result::Result<String, Response>> {
+    let url = req.url()?;
+    let name = url
+        .query_pairs()
+        .find(|(name, _)| name == "namespace")
+        .map(|(_, value)| value.into_owned())
+        .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string());
+    if !valid_namespace(&name) {
+        let message = "invalid namespace: use 1 to 64 letters, digits, '-' or '_' in ?namespace=";
+        return Ok(Err(Response::error(message, 400)?));
+    }
+    Ok(Ok(name))
+}
+
+fn valid_namespace(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAMESPACE_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_paths_are_recognised() {
+        assert!(is_api_path("/publish"));
+        assert!(is_api_path("/publish/a/b"));
+        assert!(is_api_path("/retained"));
+        assert!(is_api_path("/sse"));
+        assert!(!is_api_path("/publisher"));
+        assert!(!is_api_path("/mqtt"));
+        assert!(is_admin_path("/admin/metrics"));
+        assert!(is_admin_path("/admin/clients/c1/disconnect"));
+        assert!(!is_admin_path("/admin/health"));
+    }
+}
