@@ -53,6 +53,12 @@ pub struct Config {
     /// client with Clean Session 0 requests a session that never expires and
     /// gets this value. Default `u32::MAX`, which means never.
     pub session_expiry_maximum: u32,
+    /// Whether connects and disconnects are published under
+    /// `$SYS/presence/`. Default true.
+    pub presence_events: bool,
+    /// Seconds between `$SYS/broker/` status publications, sent only while
+    /// clients are connected. 0 (the default) turns them off.
+    pub sys_interval_secs: u32,
 }
 
 impl Default for Config {
@@ -71,6 +77,8 @@ impl Default for Config {
             retain_available: true,
             queue_qos0: false,
             session_expiry_maximum: u32::MAX,
+            presence_events: true,
+            sys_interval_secs: 0,
         }
     }
 }
@@ -113,6 +121,8 @@ impl Config {
             "retain_available" => self.retain_available = parse_bool(value)?,
             "queue_qos0" => self.queue_qos0 = parse_bool(value)?,
             "session_expiry_maximum" => self.session_expiry_maximum = parse_number(value)?,
+            "presence_events" => self.presence_events = parse_bool(value)?,
+            "sys_interval_secs" => self.sys_interval_secs = parse_number(value)?,
             _ => return Err(format!("unknown setting {name:?}")),
         }
         Ok(())

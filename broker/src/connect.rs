@@ -19,11 +19,20 @@ impl Broker {
             self.reject_connect(conn, version, reason, now_ms);
             return;
         }
+        let admitted = match self.authenticate(conn, &connect, now_ms) {
+            Ok(admitted) => admitted,
+            Err(reason) => {
+                self.reject_connect(conn, version, reason, now_ms);
+                return;
+            }
+        };
 
+        // With a token the client id is the token's `sub`, so a client that
+        // sent an empty id is assigned `sub` rather than a generated id.
         let assigned_client_id = connect.client_id.is_empty();
-        let client_id = match assigned_client_id {
+        let client_id = match admitted.client_id.is_empty() {
             true => self.generate_client_id(conn, now_ms),
-            false => connect.client_id.to_string(),
+            false => admitted.client_id,
         };
         let resume = !connect.clean_start;
         if let Some(old_conn) = self
@@ -53,7 +62,7 @@ impl Broker {
             },
             due_at_ms: None,
         });
-        self.attach_session(conn, &client_id, expiry_interval, will);
+        self.attach_session(conn, &client_id, expiry_interval, will, admitted.acl);
 
         let properties = &connect.properties;
         let connected = Connected {
@@ -89,6 +98,7 @@ impl Broker {
             self.resend_inflight(&client_id, now_ms);
         }
         self.drain_queue(&client_id, now_ms);
+        self.publish_connected(&client_id, version, connect.clean_start, now_ms);
     }
 
     /// Checks the CONNECT request against what the broker supports.
@@ -224,13 +234,14 @@ impl Broker {
     }
 
     /// Binds the session to the connection, creating it if needed, and
-    /// stores the session and its will.
+    /// stores the session with the connection's ACL, and its will.
     fn attach_session(
         &mut self,
         conn: ConnId,
         client_id: &str,
         expiry_interval: u32,
         will: Option<Will>,
+        acl: Option<auth::Acl>,
     ) {
         let session = self
             .sessions
@@ -240,6 +251,7 @@ impl Broker {
         session.expiry_interval = expiry_interval;
         session.disconnected_at_ms = None;
         session.will = will;
+        session.acl = acl;
 
         let value = session::encode_session(session);
         let will_value = session.will.as_ref().map(session::encode_will);

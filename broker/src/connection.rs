@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use auth::Grant;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use codec::{ByteString, ProtocolVersion};
 use serde::{Deserialize, Serialize};
@@ -28,6 +29,9 @@ pub struct Connection {
     pub buffer_lost: bool,
     /// `None` until CONNECT is accepted.
     pub session: Option<Connected>,
+    /// The token the ingress verified on the upgrade request, kept until
+    /// CONNECT arrives.
+    pub grant: Option<Grant>,
 }
 
 /// The state of a connection once CONNECT is accepted.
@@ -59,6 +63,7 @@ impl Connection {
             buffer: BytesMut::new(),
             buffer_lost: false,
             session: None,
+            grant: None,
         }
     }
 
@@ -91,6 +96,7 @@ impl Connection {
             last_packet_ms: self.last_packet_ms,
             buffer_lost: self.buffer_lost,
             session: self.session.as_ref().map(ConnectedRecord::from),
+            grant: self.grant.clone(),
         };
         let fits = |json: &[u8], buffer: usize| 4 + json.len() + buffer <= MAX_RECORD_SIZE;
         let mut json = serde_json::to_vec(&header).unwrap_or_default();
@@ -141,6 +147,7 @@ impl Connection {
             buffer: BytesMut::from(&record[..]),
             buffer_lost: header.buffer_lost,
             session,
+            grant: header.grant,
         })
     }
 }
@@ -151,6 +158,8 @@ struct RecordHeader {
     last_packet_ms: u64,
     buffer_lost: bool,
     session: Option<ConnectedRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    grant: Option<Grant>,
 }
 
 #[derive(Serialize, Deserialize)]

@@ -7,7 +7,10 @@
 //!
 //! 1. Create it with [`Broker::restore`], passing every row previously
 //!    written to storage and the records of the sockets that are still open.
-//! 2. Feed it events: [`Broker::handle_open`] for a new socket,
+//!    Then set the authentication with [`Broker::set_authentication`]; it is
+//!    off until set.
+//! 2. Feed it events: [`Broker::handle_open`] for a new socket (followed by
+//!    [`Broker::set_ingress_grant`] when a token came with the upgrade),
 //!    [`Broker::handle_data`] for received bytes, [`Broker::handle_closed`]
 //!    when a socket closes, and [`Broker::handle_timeout`] when the time
 //!    returned by [`Broker::next_timeout`] has passed. Each takes the current
@@ -34,17 +37,26 @@
 //! - `subscribe`: SUBSCRIBE and UNSUBSCRIBE.
 //! - `lifecycle`: the end of connections and sessions, wills and deadlines.
 //! - `restore`: rebuilding the state from rows and connection records.
+//! - `external`: HTTP publish, retained reads, the routed-message feed and
+//!   the admin listing of clients.
+//! - `presence`: `$SYS/presence/` events and `$SYS/broker/` status.
+//! - `metrics`: counters per namespace and their Prometheus text form.
+//! - `access`: authentication at CONNECT and the topic ACL of each session.
 
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod metrics;
 pub mod store;
 pub mod topic;
 
+mod access;
 mod connect;
 mod connection;
+mod external;
 mod lifecycle;
 mod message;
+mod presence;
 mod publish;
 mod restore;
 mod retained;
@@ -63,7 +75,11 @@ use crate::retained::Retained;
 use crate::session::Session;
 use crate::subscriptions::SubscriptionTree;
 
+pub use access::Authentication;
 pub use config::Config;
+pub use external::{ClientInfo, ExternalPublishError, RetainedPage, SubscriptionInfo};
+pub use message::Message;
+pub use metrics::Metrics;
 pub use store::{Row, RowKey, StoreOp};
 
 /// Identifies one socket for as long as it is open. Assigned by the core.
@@ -112,6 +128,17 @@ pub struct Broker {
     /// Rotates deliveries among the members of shared subscription groups.
     shared_cursor: usize,
     dropped_messages: u64,
+    metrics: Metrics,
+    /// The name presence events carry; empty until the embedding sets it.
+    namespace_name: String,
+    /// When the broker was built, for the uptime in `$SYS/broker/uptime`.
+    started_at_ms: u64,
+    /// When the next `$SYS/broker/` status is due.
+    next_status_ms: Option<u64>,
+    observe_routed: bool,
+    routed: external::RoutedFeed,
+    /// How CONNECT is authenticated, and the rate limit of failure logs.
+    access: access::AccessControl,
 }
 
 impl Broker {
@@ -135,6 +162,13 @@ impl Broker {
             next_conn_id: 1,
             shared_cursor: 0,
             dropped_messages: 0,
+            metrics: Metrics::default(),
+            namespace_name: String::new(),
+            started_at_ms: now_ms,
+            next_status_ms: None,
+            observe_routed: false,
+            routed: Default::default(),
+            access: Default::default(),
         };
         broker.restore_rows(rows, now_ms);
         broker.restore_connections(connections, now_ms);
@@ -173,9 +207,10 @@ impl Broker {
     }
 
     /// Runs every deadline that has passed: keepalive, CONNECT timeout,
-    /// will delay and session expiry.
+    /// will delay, session expiry and the `$SYS/broker/` status.
     pub fn handle_timeout(&mut self, now_ms: u64) {
         self.run_deadlines(now_ms);
+        self.run_status(now_ms);
         self.flush_records();
     }
 
@@ -183,7 +218,11 @@ impl Broker {
     /// to do. Message expiry sets no deadline, because expired messages are
     /// dropped when they would be sent.
     pub fn next_timeout(&self) -> Option<u64> {
-        self.earliest_deadline()
+        let status = self.status_deadline();
+        match (self.earliest_deadline(), status) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Returns the next action for the embedding, in order.

@@ -62,6 +62,7 @@ impl Broker {
             Ending::Rejected | Ending::TakenOver => false,
         };
         self.detach_session(&connected.client_id, conn, publish_will, now_ms);
+        self.publish_disconnected(&connected.client_id, ending, now_ms);
     }
 
     /// Marks a session offline after its connection ended, publishes or
@@ -141,6 +142,7 @@ impl Broker {
 
     /// Publishes a will message as if its client had sent it.
     pub(crate) fn publish_will(&mut self, will: Will, now_ms: u64) {
+        self.metrics.count_received(will.publish.qos, will.publish.payload.len());
         let message = Message::from_publish(will.publish, now_ms);
         self.route(None, message, now_ms);
     }
@@ -251,5 +253,8 @@ impl Broker {
             session.conn = Some(placeholder);
         }
         self.detach_session(client_id, placeholder, true, now_ms);
+        // NOTE: this runs inside `Broker::restore`, before the embedding can
+        // call `set_namespace_name`, so the event's namespace is empty.
+        self.publish_disconnected(client_id, Ending::SocketClosed, now_ms);
     }
 }

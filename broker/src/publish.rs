@@ -8,6 +8,7 @@ use codec::{Packet, PacketId, PubAck, PubComp, PubRec, PubRel, Publish, QoS, Rea
 
 use crate::lifecycle::Ending;
 use crate::message::Message;
+use crate::metrics::DropReason;
 use crate::session::{self, Inflight, InflightState};
 use crate::store::{kind, RowKey, StoreOp};
 use crate::topic::{self, ParsedFilter};
@@ -58,15 +59,20 @@ impl Broker {
             }
         }
 
-        // Clients may not publish under $SYS; the message is acknowledged
-        // with Not Authorized (0x87) in 5.0 and dropped silently before.
-        let authorized = !topic::is_system_topic(&publish.topic);
+        // A message outside the session's ACL, or under $SYS, is acknowledged
+        // with Not Authorized (0x87) in 5.0 and dropped silently before: it
+        // reaches no subscriber and is not retained.
+        let authorized = self.may_publish(&client_id, &publish.topic);
+        if !authorized {
+            log::debug!("connection {conn}: PUBLISH to a topic the client may not use, dropped");
+        }
         let reason = match authorized {
             true => ReasonCode::Success,
             false => ReasonCode::NotAuthorized,
         };
         let qos = publish.qos;
         if authorized {
+            self.metrics.count_received(qos, publish.payload.len());
             let message = Message::from_publish(publish, now_ms);
             self.route(Some(&client_id), message, now_ms);
         }
@@ -143,6 +149,10 @@ impl Broker {
         if publish.retain && !self.config.retain_available {
             return Err(ReasonCode::RetainNotSupported);
         }
+        if !publish.properties.subscription_identifiers.is_empty() {
+            // Only the server adds Subscription Identifiers (MQTT-3.3.4-6).
+            return Err(ReasonCode::ProtocolError);
+        }
         Ok(())
     }
 
@@ -150,6 +160,7 @@ impl Broker {
     /// matching subscription. `origin` is the publishing client, for No
     /// Local.
     pub(crate) fn route(&mut self, origin: Option<&str>, message: Message, now_ms: u64) {
+        self.observe(&message);
         if message.retain && self.config.retain_available {
             let op = self.retained.set(&message);
             self.store(op);
@@ -237,6 +248,11 @@ impl Broker {
         let Some(session) = self.sessions.get(client_id) else {
             return;
         };
+        // Retained and `$SYS` messages, and messages for subscriptions made
+        // under an earlier token, can match a filter the ACL does not cover.
+        if !session.may_receive(&message.topic) {
+            return;
+        }
         let Some(conn) = session.conn else {
             if message.qos != QoS::AtMostOnce || self.config.queue_qos0 {
                 self.enqueue(client_id, message);
@@ -283,6 +299,7 @@ impl Broker {
         if full {
             log::debug!("session {client_id}: queue full, message dropped");
             self.dropped_messages += 1;
+            self.metrics.count_drop(DropReason::QueueFull);
             return;
         }
         let sequence = session.take_sequence();
@@ -320,6 +337,7 @@ impl Broker {
             // Every packet id is in flight, which the in-flight limit (at
             // most 65 535) prevents.
             self.dropped_messages += 1;
+            self.metrics.count_drop(DropReason::NoPacketId);
             if queued {
                 self.store(StoreOp::Delete { key });
             }
@@ -328,11 +346,13 @@ impl Broker {
         let Some(bytes) = self.encode_publish_for(conn, &message, Some(pkid), false, now_ms) else {
             // Too big for the client: dropped as if sent (MQTT-3.1.2-25).
             self.dropped_messages += 1;
+            self.metrics.count_drop(DropReason::PacketTooLarge);
             if queued {
                 self.store(StoreOp::Delete { key });
             }
             return;
         };
+        let (message_qos, payload_len) = (message.qos, message.payload.len());
         let inflight = Inflight {
             pkid,
             state: InflightState::Published,
@@ -348,6 +368,7 @@ impl Broker {
         if let Some(session) = self.sessions.get_mut(client_id) {
             session.inflight.insert(sequence, inflight);
         }
+        self.metrics.count_sent(message_qos, payload_len);
         self.send_bytes(conn, bytes);
     }
 
@@ -369,11 +390,22 @@ impl Broker {
             else {
                 return;
             };
+            // The session's ACL may have changed since the message was queued.
+            let allowed = self
+                .sessions
+                .get(client_id)
+                .is_some_and(|s| s.may_receive(&message.topic));
+            if !allowed {
+                let key = RowKey::new(kind::MESSAGE, client_id, sequence_name(sequence));
+                self.store(StoreOp::Delete { key });
+                continue;
+            }
             if message.is_expired(now_ms) || message.qos == QoS::AtMostOnce {
                 let key = RowKey::new(kind::MESSAGE, client_id, sequence_name(sequence));
                 self.store(StoreOp::Delete { key });
-                if !message.is_expired(now_ms) {
-                    self.send_publish(conn, &message, None, false, now_ms);
+                match message.is_expired(now_ms) {
+                    true => self.metrics.count_drop(DropReason::Expired),
+                    false => self.send_publish(conn, &message, None, false, now_ms),
                 }
                 continue;
             }
@@ -391,15 +423,42 @@ impl Broker {
         let Some(conn) = session.conn else {
             return;
         };
-        let pending: Vec<Inflight> = session.inflight.values().cloned().collect();
-        for inflight in pending {
+        let pending: Vec<(u64, Inflight)> = session
+            .inflight
+            .iter()
+            .map(|(&sequence, inflight)| (sequence, inflight.clone()))
+            .collect();
+        for (sequence, inflight) in pending {
             match (inflight.state, inflight.message) {
                 (InflightState::Published, Some(message)) => {
+                    if self.drop_unreceivable(client_id, sequence, &message.topic) {
+                        continue;
+                    }
                     self.send_publish(conn, &message, Some(inflight.pkid), true, now_ms);
                 }
                 _ => self.send(conn, &Packet::PubRel(PubRel::new(inflight.pkid))),
             }
         }
+    }
+
+    /// Drops an in-flight message that the session's ACL, replaced by a new
+    /// connection's token, no longer lets it receive. Returns whether it did.
+    fn drop_unreceivable(&mut self, client_id: &str, sequence: u64, topic_name: &str) -> bool {
+        let Some(session) = self.sessions.get_mut(client_id) else {
+            return false;
+        };
+        if session.may_receive(topic_name) {
+            return false;
+        }
+        let stored = session
+            .inflight
+            .remove(&sequence)
+            .is_some_and(|entry| entry.stored);
+        if stored {
+            let key = RowKey::new(kind::MESSAGE, client_id, sequence_name(sequence));
+            self.store(StoreOp::Delete { key });
+        }
+        true
     }
 
     /// Encodes a PUBLISH for a connection; `None` when it exceeds the
@@ -431,8 +490,14 @@ impl Broker {
         now_ms: u64,
     ) {
         match self.encode_publish_for(conn, message, pkid, dup, now_ms) {
-            Some(bytes) => self.send_bytes(conn, bytes),
-            None => self.dropped_messages += 1,
+            Some(bytes) => {
+                self.metrics.count_sent(message.qos, message.payload.len());
+                self.send_bytes(conn, bytes);
+            }
+            None => {
+                self.dropped_messages += 1;
+                self.metrics.count_drop(DropReason::PacketTooLarge);
+            }
         }
     }
 

@@ -25,6 +25,7 @@ impl Broker {
             };
             let mut session = Session::new(row.owner.clone(), record.expiry_interval);
             session.disconnected_at_ms = record.disconnected_at_ms;
+            session.acl = record.acl;
             self.sessions.insert(row.owner, session);
         }
         for row in other_rows {

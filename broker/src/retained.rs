@@ -1,6 +1,7 @@
 //! Retained messages: the last retained message of each topic.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 
 use bytes::{Bytes, BytesMut};
 
@@ -58,6 +59,23 @@ impl Retained {
             .values()
             .filter(|message| !message.is_expired(now_ms))
             .filter(|message| topic::matches(filter, &message.topic))
+            .cloned()
+            .collect()
+    }
+
+    /// Returns at most `limit` unexpired messages matching `filter` whose
+    /// topics sort after `after`, in topic order.
+    pub fn page(&self, filter: &str, after: Option<&str>, limit: usize, now_ms: u64) -> Vec<Message> {
+        let start = match after {
+            Some(after) => Bound::Excluded(after.to_string()),
+            None => Bound::Unbounded,
+        };
+        self.messages
+            .range((start, Bound::Unbounded))
+            .map(|(_, message)| message)
+            .filter(|message| !message.is_expired(now_ms))
+            .filter(|message| topic::matches(filter, &message.topic))
+            .take(limit)
             .cloned()
             .collect()
     }

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use auth::Acl;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use codec::{PacketId, QoS};
 use serde::{Deserialize, Serialize};
@@ -41,6 +42,10 @@ pub struct Session {
     pub next_packet_id: u16,
     /// The next sequence number for a queued or in-flight message.
     pub next_sequence: u64,
+    /// The topics the last connection's token allows; `None` allows every
+    /// topic (no authentication, or an anonymous client). Messages are
+    /// checked against it when they are sent, so queued messages are too.
+    pub acl: Option<Acl>,
 }
 
 impl Session {
@@ -59,6 +64,7 @@ impl Session {
             will: None,
             next_packet_id: 1,
             next_sequence: 1,
+            acl: None,
         }
     }
 
@@ -111,6 +117,11 @@ impl Session {
     pub fn push_queue(&mut self, sequence: u64, message: Message) {
         self.queued_bytes += message.size();
         self.queue.insert(sequence, message);
+    }
+
+    /// Reports whether a message on `topic` may be sent to this session.
+    pub fn may_receive(&self, topic: &str) -> bool {
+        self.acl.as_ref().is_none_or(|acl| acl.may_receive(topic))
     }
 
     /// Removes the oldest queued message.
@@ -176,6 +187,10 @@ pub struct SessionRecord {
     pub expiry_interval: u32,
     /// When the last connection ended.
     pub disconnected_at_ms: Option<u64>,
+    /// The session's ACL; absent in rows of sessions that may use every
+    /// topic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acl: Option<Acl>,
 }
 
 /// Encodes a session row.
@@ -183,6 +198,7 @@ pub fn encode_session(session: &Session) -> Bytes {
     let record = SessionRecord {
         expiry_interval: session.expiry_interval,
         disconnected_at_ms: session.disconnected_at_ms,
+        acl: session.acl.clone(),
     };
     Bytes::from(serde_json::to_vec(&record).unwrap_or_default())
 }

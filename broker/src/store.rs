@@ -58,7 +58,8 @@ pub enum StoreOp {
 
 /// Row kinds. Every kind but [`RETAINED`] is owned by one client id.
 pub mod kind {
-    /// One row per session (name empty): expiry and disconnect time, JSON.
+    /// One row per session (name empty): expiry, disconnect time and the
+    /// topic ACL, JSON.
     pub const SESSION: &str = "session";
     /// One row per subscription, named by its filter: options, JSON.
     pub const SUBSCRIPTION: &str = "subscription";

@@ -49,6 +49,16 @@ impl Broker {
                 });
                 continue;
             }
+            // A filter is granted only if the ACL covers every topic it can
+            // match, so a wildcard cannot widen the allowed set.
+            if !self.may_subscribe(&client_id, &requested.filter) {
+                log::debug!("connection {conn}: SUBSCRIBE to a filter the ACL does not cover");
+                reasons.push(match is_v5 {
+                    true => ReasonCode::NotAuthorized,
+                    false => ReasonCode::UnspecifiedError,
+                });
+                continue;
+            }
             let subscription = Subscription {
                 qos: requested.qos.min(self.config.max_qos),
                 no_local: requested.no_local,

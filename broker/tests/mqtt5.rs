@@ -190,6 +190,26 @@ fn topic_alias_above_maximum_gets_disconnect() {
 }
 
 #[test]
+fn subscription_identifier_from_client_gets_protocol_error() {
+    let mut h = Harness::new();
+    let publisher = h.connect("pub", V5);
+    publish_with(
+        &mut h,
+        publisher,
+        "t",
+        Properties {
+            subscription_identifiers: vec![3],
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        expect_disconnect(&mut h, publisher),
+        ReasonCode::ProtocolError
+    );
+    assert!(h.is_closed(publisher));
+}
+
+#[test]
 fn unknown_topic_alias_gets_protocol_error() {
     let mut h = Harness::new();
     let publisher = h.connect("pub", V5);

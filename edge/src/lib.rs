@@ -6,7 +6,23 @@
 //!   events to [`broker::Broker`] and carries out what the broker returns.
 //! - `storage`: the broker's rows in the object's SQLite storage.
 //! - `settings`: broker settings from the `MQTT` variable in `wrangler.toml`.
+//! - `auth_env`: authentication settings, secrets and verifiers from the
+//!   environment.
+//! - `ingress_auth`: the rate limit and token check on `/mqtt` upgrades.
+//! - `admin`: the `/admin/` API behind Cloudflare Access or a bearer secret.
+//! - `http_api`: the ingress side of the HTTP API (publish, retained reads,
+//!   SSE, long polling, admin requests per namespace); see `docs/http.md`.
+//! - `http_message`: HTTP requests and JSON to and from MQTT messages.
+//! - `http_settings`: HTTP API settings from the `HTTP` variable.
+//! - `logging`: JSON log lines with the namespace and client id.
 
+mod admin;
+mod auth_env;
+mod http_api;
+mod http_message;
+mod http_settings;
+mod ingress_auth;
+mod logging;
 mod namespace;
 mod routes;
 mod settings;
@@ -19,3 +35,9 @@ pub const NAMESPACE_BINDING: &str = "NAMESPACES";
 
 /// Header with which the ingress tells the Durable Object its namespace name.
 pub const NAMESPACE_HEADER: &str = "x-mqtt-namespace";
+
+/// Header with which the ingress passes the token it verified to the Durable
+/// Object: [`auth::Grant::to_header_value`], or [`auth::NO_GRANT`] when the
+/// upgrade request carried no token. The ingress always sets it, replacing
+/// any value the client sent.
+pub const GRANT_HEADER: &str = "x-mqtt-grant";

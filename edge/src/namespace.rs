@@ -4,6 +4,18 @@
 //! may evict it from memory between events. Every event therefore starts by
 //! making sure a [`Broker`] exists, rebuilding it from SQLite rows and the
 //! socket attachments when the object was just constructed.
+//!
+//! Requests that are not WebSocket upgrades (HTTP publish, retained reads,
+//! SSE, long polling and admin requests) go to the submodules:
+//! - `http`: HTTP publish and retained reads, and the access decision.
+//! - `transport`: SSE and long polling.
+//! - `feed`: the in-memory feed of routed messages these transports read.
+//! - `admin_api`: metrics, client list and disconnect.
+
+mod admin_api;
+mod feed;
+mod http;
+mod transport;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -15,7 +27,9 @@ use worker::{
     Response, Result, ScheduledTime, State, WebSocket, WebSocketIncomingMessage, WebSocketPair,
 };
 
-use crate::{settings, storage, NAMESPACE_HEADER};
+use crate::http_message::TokenBucket;
+use crate::http_settings::{self, HttpSettings};
+use crate::{auth_env, logging, settings, storage, NAMESPACE_HEADER};
 
 /// Subprotocols a client may offer, best first. MQTT over WebSocket requires
 /// `mqtt`; some 3.1 clients still offer `mqttv3.1`.
@@ -60,6 +74,16 @@ struct Loaded {
     broker: Broker,
     namespace: String,
     sockets: HashMap<ConnId, WebSocket>,
+    /// Settings of the HTTP API.
+    http: HttpSettings,
+    /// Recent routed messages and open SSE streams.
+    feed: feed::Feed,
+    /// The rate limit of HTTP publishes to this namespace. It restarts full
+    /// when the object is evicted from memory.
+    publish_bucket: TokenBucket,
+    /// Storage writes that failed since the broker was built, so that an
+    /// HTTP publish can report a failed write instead of accepting.
+    storage_failures: u64,
 }
 
 impl DurableObject for Namespace {
@@ -68,12 +92,24 @@ impl DurableObject for Namespace {
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
+        // The ingress sends WebSocket upgrades on /mqtt paths and HTTP API
+        // requests on their own paths.
+        if !req.path().starts_with("/mqtt") {
+            return self.handle_http(req).await;
+        }
         let namespace = req.headers().get(NAMESPACE_HEADER)?.unwrap_or_default();
         let Some(subprotocol) = choose_subprotocol(&req)? else {
             return Response::error(
                 "unsupported WebSocket subprotocol: offer \"mqtt\" in Sec-WebSocket-Protocol",
                 400,
             );
+        };
+        let grant = match auth_env::forwarded_grant(&req)? {
+            Ok(grant) => grant,
+            Err(error) => {
+                console_error!("namespace {namespace}: grant header from the ingress does not decode: {error}");
+                return Response::error("internal error: invalid grant from the ingress", 500);
+            }
         };
         if let Err(message) = self.ensure_loaded(&namespace) {
             console_error!("namespace {namespace}: cannot start: {message}");
@@ -84,6 +120,7 @@ impl DurableObject for Namespace {
         self.state.accept_web_socket(&pair.server);
         self.with_broker(|loaded, now| {
             let conn = loaded.broker.handle_open(now);
+            loaded.broker.set_ingress_grant(conn, grant);
             save_attachment(&pair.server, conn, &loaded.namespace, &[]);
             loaded.sockets.insert(conn, pair.server.clone());
         });
@@ -153,12 +190,22 @@ impl Namespace {
     /// name from the ingress, or empty when the event carries none; the name
     /// stored in a socket attachment is used then.
     fn ensure_loaded(&self, namespace: &str) -> std::result::Result<(), String> {
-        if self.loaded.borrow().is_some() {
+        if let Some(loaded) = self.loaded.borrow_mut().as_mut() {
+            // An alarm can build the broker before any request names the
+            // namespace, and CONNECT compares a token's namespace with it.
+            if loaded.namespace.is_empty() && !namespace.is_empty() {
+                loaded.namespace = namespace.to_string();
+                loaded.broker.set_namespace_name(namespace);
+            }
             return Ok(());
         }
+        logging::install();
         let config = settings::load(&self.env)?;
+        let http = http_settings::load(&self.env)?;
         let sql = self.state.storage().sql();
         storage::create_schema(&sql).map_err(|error| format!("creating tables failed: {error}"))?;
+        http::create_idempotency_table(&sql)
+            .map_err(|error| format!("creating tables failed: {error}"))?;
         let rows = storage::load_rows(&sql).map_err(|error| format!("reading rows failed: {error}"))?;
 
         let mut name = namespace.to_string();
@@ -180,9 +227,15 @@ impl Namespace {
         }
 
         let now = Date::now().as_millis();
-        let broker = Broker::restore(config, rows, connections, now);
+        let mut broker = Broker::restore(config, rows, connections, now);
+        broker.set_namespace_name(&name);
+        broker.set_authentication(auth_env::broker_authentication(&self.env));
+        broker.set_observe_routed(!http.transports.is_empty() || !http.namespace_transports.is_empty());
         console_log!("namespace {name}: broker started with {} open sockets", sockets.len());
-        let mut loaded = Loaded { broker, namespace: name, sockets };
+        let feed = feed::Feed::new(now, http.recent_messages);
+        let publish_bucket = TokenBucket::new(http.publish_rate_per_sec, http.publish_burst, now);
+        let mut loaded =
+            Loaded { broker, namespace: name, sockets, http, feed, publish_bucket, storage_failures: 0 };
         // Restoring can close connections whose records are unreadable.
         self.carry_out(&mut loaded);
         *self.loaded.borrow_mut() = Some(loaded);
@@ -208,6 +261,7 @@ impl Namespace {
             match output {
                 Output::Store(op) => {
                     if let Err(error) = storage::apply(&sql, op) {
+                        loaded.storage_failures += 1;
                         // TODO: stop acknowledging when a write fails instead of only logging it.
                         console_error!("namespace {}: storage write failed: {error}", loaded.namespace);
                     }
@@ -230,6 +284,10 @@ impl Namespace {
                     }
                 }
             }
+        }
+        let now = Date::now().as_millis();
+        while let Some(message) = loaded.broker.poll_routed() {
+            loaded.feed.push(message, now);
         }
     }
 

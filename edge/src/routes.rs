@@ -2,7 +2,7 @@
 
 use worker::{event, Context, Env, Request, Response, Result};
 
-use crate::{NAMESPACE_BINDING, NAMESPACE_HEADER};
+use crate::{admin, http_api, ingress_auth, GRANT_HEADER, NAMESPACE_BINDING, NAMESPACE_HEADER};
 
 /// The namespace of `/mqtt`.
 const DEFAULT_NAMESPACE: &str = "default";
@@ -13,8 +13,17 @@ const MAX_NAMESPACE_LEN: usize = 64;
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     let path = req.path();
+    if path.starts_with("/admin/") {
+        return admin::handle(req, &env).await;
+    }
+    if http_api::is_api_path(&path) {
+        return http_api::handle(req, &env).await;
+    }
     let Some(namespace) = namespace_from_path(&path) else {
-        return Response::error(format!("not found: {path}; MQTT is served on /mqtt"), 404);
+        return Response::error(
+            format!("not found: {path}; MQTT is served on /mqtt, the admin API under /admin/"),
+            404,
+        );
     };
     let Some(namespace) = namespace.filter(|name| valid_namespace(name)) else {
         return Response::error(
@@ -35,8 +44,22 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
         .with_headers(upgrade_headers()?));
     }
 
+    // Both checks run here, so a flood or a bad token never wakes the
+    // Durable Object.
+    if let Some(limited) = ingress_auth::check_rate(&req, &env, "mqtt").await? {
+        return Ok(limited);
+    }
+    let grant = match ingress_auth::check_upgrade(&req, &env, &namespace)? {
+        Ok(grant) => grant,
+        Err(rejection) => return Ok(rejection),
+    };
+
     let mut req = req.clone_mut()?;
-    req.headers_mut()?.set(NAMESPACE_HEADER, &namespace)?;
+    let headers = req.headers_mut()?;
+    headers.set(NAMESPACE_HEADER, &namespace)?;
+    // Always set, so that a client cannot send its own grant.
+    headers.set(GRANT_HEADER, &grant)?;
+    headers.delete("Authorization")?;
     let stub = env.durable_object(NAMESPACE_BINDING)?.get_by_name(&namespace)?;
     stub.fetch_with_request(req).await
 }
