@@ -59,6 +59,23 @@ pub struct Config {
     /// Seconds between `$SYS/broker/` status publications, sent only while
     /// clients are connected. 0 (the default) turns them off.
     pub sys_interval_secs: u32,
+    /// PUBLISH packets per second one client may send, on average. A client
+    /// that sends faster is disconnected with Message rate too high. 0 turns
+    /// the limit off. Default 1000.
+    pub max_messages_per_sec: u32,
+    /// PUBLISH packets a client may send at once after a quiet period: the
+    /// size of its message bucket. Default 2000.
+    pub max_message_burst: u32,
+    /// Bytes (of every packet after CONNECT) per second one client may send,
+    /// on average. The bucket contains one second's worth, and at least one
+    /// packet of `max_packet_size`. 0 turns the limit off. Default 10 MiB.
+    pub max_bytes_per_sec: u64,
+    /// Maximum number of connected clients in one namespace. A further
+    /// CONNECT is rejected with Quota exceeded. 0 turns the limit off. Default 10 000.
+    pub max_connections: usize,
+    /// Maximum number of subscriptions of one session. Filters of a
+    /// SUBSCRIBE beyond it are rejected. 0 turns the limit off. Default 100.
+    pub max_subscriptions_per_client: usize,
 }
 
 impl Default for Config {
@@ -79,6 +96,11 @@ impl Default for Config {
             session_expiry_maximum: u32::MAX,
             presence_events: true,
             sys_interval_secs: 0,
+            max_messages_per_sec: 1000,
+            max_message_burst: 2000,
+            max_bytes_per_sec: 10 * 1024 * 1024,
+            max_connections: 10_000,
+            max_subscriptions_per_client: 100,
         }
     }
 }
@@ -123,9 +145,27 @@ impl Config {
             "session_expiry_maximum" => self.session_expiry_maximum = parse_number(value)?,
             "presence_events" => self.presence_events = parse_bool(value)?,
             "sys_interval_secs" => self.sys_interval_secs = parse_number(value)?,
+            "max_messages_per_sec" => self.max_messages_per_sec = parse_number(value)?,
+            "max_message_burst" => self.max_message_burst = parse_nonzero(value)?,
+            "max_bytes_per_sec" => self.max_bytes_per_sec = parse_number(value)?,
+            "max_connections" => self.max_connections = parse_number(value)?,
+            "max_subscriptions_per_client" => {
+                self.max_subscriptions_per_client = parse_number(value)?
+            }
             _ => return Err(format!("unknown setting {name:?}")),
         }
         Ok(())
+    }
+
+    /// Returns the per-client rate limits in the form the token buckets take.
+    pub(crate) fn rate_settings(&self) -> crate::limits::RateSettings {
+        let max_packet_size = u64::try_from(self.max_packet_size).unwrap_or(u64::MAX);
+        crate::limits::RateSettings {
+            messages_per_sec: u64::from(self.max_messages_per_sec),
+            message_burst: u64::from(self.max_message_burst),
+            bytes_per_sec: self.max_bytes_per_sec,
+            byte_burst: self.max_bytes_per_sec.max(max_packet_size),
+        }
     }
 }
 
@@ -177,5 +217,32 @@ mod tests {
         assert!(config.set("max_packet_size", "3000000").is_err());
         assert!(config.set("queue_qos0", "yes").is_err());
         assert_eq!(config, Config::default());
+    }
+
+    #[test]
+    fn set_parses_abuse_limits() {
+        let mut config = Config::default();
+        config.set("max_messages_per_sec", "0").unwrap();
+        config.set("max_message_burst", "5").unwrap();
+        config.set("max_bytes_per_sec", "100").unwrap();
+        config.set("max_connections", "2").unwrap();
+        config.set("max_subscriptions_per_client", "3").unwrap();
+        assert_eq!(config.max_messages_per_sec, 0);
+        assert_eq!(config.max_message_burst, 5);
+        assert_eq!(config.max_bytes_per_sec, 100);
+        assert_eq!(config.max_connections, 2);
+        assert_eq!(config.max_subscriptions_per_client, 3);
+        assert!(config.set("max_message_burst", "0").is_err());
+        assert!(config.set("max_connections", "-1").is_err());
+    }
+
+    #[test]
+    fn byte_burst_fits_one_maximum_packet() {
+        let config = Config {
+            max_packet_size: 4096,
+            max_bytes_per_sec: 100,
+            ..Config::default()
+        };
+        assert_eq!(config.rate_settings().byte_burst, 4096);
     }
 }

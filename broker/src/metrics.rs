@@ -79,6 +79,15 @@ pub struct Metrics {
     pub dropped_no_packet_id: u64,
     /// Authentication and authorization failures the embedding reported.
     pub auth_failures: u64,
+    /// Connections closed because the client exceeded its message or byte
+    /// rate.
+    pub rate_limit_disconnects: u64,
+    /// CONNECT packets rejected because the namespace had
+    /// `max_connections` connected clients.
+    pub connection_limit_rejections: u64,
+    /// Topic filters rejected because the session had
+    /// `max_subscriptions_per_client` subscriptions.
+    pub subscription_limit_rejections: u64,
 }
 
 impl Metrics {
@@ -151,6 +160,21 @@ impl Metrics {
                 "mqtt_auth_failures_total",
                 "Authentication and authorization failures.",
                 self.auth_failures,
+            ),
+            (
+                "mqtt_rate_limit_disconnects_total",
+                "Connections closed for exceeding the message or byte rate.",
+                self.rate_limit_disconnects,
+            ),
+            (
+                "mqtt_connection_limit_rejections_total",
+                "CONNECT packets rejected at the connection limit.",
+                self.connection_limit_rejections,
+            ),
+            (
+                "mqtt_subscription_limit_rejections_total",
+                "Topic filters rejected at the subscription limit.",
+                self.subscription_limit_rejections,
             ),
         ];
         for (name, help, value) in counters {
