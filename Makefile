@@ -78,6 +78,8 @@ dev: build dev-secret
 dev-secret:
 	@test -s .dev-secret || od -An -N32 -tx1 /dev/urandom | tr -d ' \n' > .dev-secret
 	@grep -qs '^AUTH_HMAC_SECRET=' .dev.vars || echo "AUTH_HMAC_SECRET=$$(cat .dev-secret)" >> .dev.vars
+	@grep -qs '^ADMIN_TOKEN=' .dev.vars \
+		|| echo "ADMIN_TOKEN=$$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')" >> .dev.vars
 
 test: setup test-native build test-interop
 

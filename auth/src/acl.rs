@@ -24,7 +24,11 @@ impl Acl {
     /// Builds the ACL of an anonymous client: every topic, except that
     /// publishing to `$` topics is refused to everyone.
     pub fn unrestricted() -> Acl {
-        Acl { publish: Vec::new(), subscribe: Vec::new(), unrestricted: true }
+        Acl {
+            publish: Vec::new(),
+            subscribe: Vec::new(),
+            unrestricted: true,
+        }
     }
 
     /// Builds an ACL from a grant's filters, replacing `%c` with `client_id`
@@ -47,7 +51,11 @@ impl Acl {
                 .filter(|filter| valid_topic_filter(filter))
                 .collect()
         };
-        Acl { publish: resolve(publish), subscribe: resolve(subscribe), unrestricted: false }
+        Acl {
+            publish: resolve(publish),
+            subscribe: resolve(subscribe),
+            unrestricted: false,
+        }
     }
 
     /// Reports whether the client may publish to `topic`. Topics that start with `$`
@@ -56,7 +64,11 @@ impl Acl {
         if !valid_topic_name(topic) || topic.starts_with('$') {
             return false;
         }
-        self.unrestricted || self.publish.iter().any(|filter| filter_matches(filter, topic))
+        self.unrestricted
+            || self
+                .publish
+                .iter()
+                .any(|filter| filter_matches(filter, topic))
     }
 
     /// Reports whether the client may subscribe to `filter`: only when every topic
@@ -83,7 +95,11 @@ impl Acl {
         if !valid_topic_name(topic) {
             return false;
         }
-        self.unrestricted || self.subscribe.iter().any(|filter| filter_matches(filter, topic))
+        self.unrestricted
+            || self
+                .subscribe
+                .iter()
+                .any(|filter| filter_matches(filter, topic))
     }
 
     /// Reports whether this ACL allows every topic (an anonymous client).
@@ -145,13 +161,23 @@ mod tests {
     }
 
     fn acl(publish: &[&str], subscribe: &[&str]) -> Acl {
-        Acl::new(&strings(publish), &strings(subscribe), "dev1", Some("alice"))
+        Acl::new(
+            &strings(publish),
+            &strings(subscribe),
+            "dev1",
+            Some("alice"),
+        )
     }
 
     #[test]
     fn placeholders_are_replaced() {
         let cases: &[(&str, &str, Option<&str>, Option<&str>)] = &[
-            ("devices/%c/#", "dev1", Some("alice"), Some("devices/dev1/#")),
+            (
+                "devices/%c/#",
+                "dev1",
+                Some("alice"),
+                Some("devices/dev1/#"),
+            ),
             ("users/%u/+", "dev1", Some("alice"), Some("users/alice/+")),
             ("%u/%c", "dev1", Some("alice"), Some("alice/dev1")),
             ("users/%u", "dev1", None, None),
@@ -208,7 +234,11 @@ mod tests {
             ("site1/#/x", false),
         ];
         for (filter, expected) in cases {
-            assert_eq!(acl.may_subscribe(filter), expected, "subscribe to {filter:?}");
+            assert_eq!(
+                acl.may_subscribe(filter),
+                expected,
+                "subscribe to {filter:?}"
+            );
         }
     }
 

@@ -11,8 +11,10 @@ pub use codec::topic::{matches as filter_matches, valid_topic_filter, valid_topi
 /// The check is exact for the union: `a` together with `a/+/#` covers
 /// `a/#`, although neither covers it alone.
 pub fn filters_cover<S: AsRef<str>>(allowed: &[S], requested: &str) -> bool {
-    let allowed_levels: Vec<Vec<&str>> =
-        allowed.iter().map(|filter| filter.as_ref().split('/').collect()).collect();
+    let allowed_levels: Vec<Vec<&str>> = allowed
+        .iter()
+        .map(|filter| filter.as_ref().split('/').collect())
+        .collect();
     let allowed_slices: Vec<&[&str]> = allowed_levels.iter().map(Vec::as_slice).collect();
     let requested_levels: Vec<&str> = requested.split('/').collect();
     covers_from(&allowed_slices, &requested_levels, 0)
@@ -23,7 +25,10 @@ pub fn filters_cover<S: AsRef<str>>(allowed: &[S], requested: &str) -> bool {
 fn covers_from(allowed: &[&[&str]], requested: &[&str], depth: usize) -> bool {
     // A requested first level such as `$SYS` is matched only by the same
     // literal level, never by a wildcard.
-    let dollar_level = depth == 0 && requested.first().is_some_and(|level| level.starts_with('$'));
+    let dollar_level = depth == 0
+        && requested
+            .first()
+            .is_some_and(|level| level.starts_with('$'));
     if !dollar_level && allowed.iter().any(|filter| filter.first() == Some(&"#")) {
         return true;
     }
@@ -117,7 +122,11 @@ mod tests {
             ("a/b", "a/b/c", false),
         ];
         for (filter, topic, expected) in cases {
-            assert_eq!(filter_matches(filter, topic), expected, "{filter:?} on {topic:?}");
+            assert_eq!(
+                filter_matches(filter, topic),
+                expected,
+                "{filter:?} on {topic:?}"
+            );
         }
     }
 
@@ -174,8 +183,12 @@ mod tests {
     /// sample topic it matches is matched by an allowed filter.
     #[test]
     fn coverage_agrees_with_matching() {
-        let filters = ["#", "+", "a", "a/#", "a/+", "a/b", "+/b", "a/+/#", "$SYS/#", "+/+"];
-        let topics = ["a", "b", "a/b", "a/c", "b/b", "a/b/c", "$SYS/x", "a/", "/b", "x/y/z"];
+        let filters = [
+            "#", "+", "a", "a/#", "a/+", "a/b", "+/b", "a/+/#", "$SYS/#", "+/+",
+        ];
+        let topics = [
+            "a", "b", "a/b", "a/c", "b/b", "a/b/c", "$SYS/x", "a/", "/b", "x/y/z",
+        ];
         for requested in filters {
             for allowed in filters {
                 if !filters_cover(&[allowed], requested) {
@@ -252,8 +265,11 @@ mod tests {
         let filters = all_filters(3);
         let topics = all_topics(4);
         let pairs: Vec<Vec<&str>> = {
-            let short: Vec<&str> =
-                filters.iter().map(String::as_str).filter(|f| f.split('/').count() <= 2).collect();
+            let short: Vec<&str> = filters
+                .iter()
+                .map(String::as_str)
+                .filter(|f| f.split('/').count() <= 2)
+                .collect();
             let mut pairs = Vec::new();
             for (index, first) in short.iter().enumerate() {
                 for second in &short[index + 1..] {

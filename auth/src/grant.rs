@@ -91,7 +91,10 @@ impl AclClaim {
         let Value::Object(object) = value else {
             return Err(AuthError::InvalidClaim(format!("{name} is not an object")));
         };
-        if let Some(key) = object.keys().find(|key| *key != "publish" && *key != "subscribe") {
+        if let Some(key) = object
+            .keys()
+            .find(|key| *key != "publish" && *key != "subscribe")
+        {
             return Err(AuthError::InvalidClaim(format!(
                 "{name} has the unknown field {:?}; use publish and subscribe",
                 crate::verify::printable_prefix(key)
@@ -153,13 +156,19 @@ mod tests {
         let grant = grant();
         assert_eq!(grant.bind_client_id(""), Ok("dev1".to_string()));
         assert_eq!(grant.bind_client_id("dev1"), Ok("dev1".to_string()));
-        assert_eq!(grant.bind_client_id("dev2"), Err(AuthError::ClientIdMismatch));
+        assert_eq!(
+            grant.bind_client_id("dev2"),
+            Err(AuthError::ClientIdMismatch)
+        );
     }
 
     #[test]
     fn namespace_check() {
         assert_eq!(grant().check_namespace("default"), Ok(()));
-        assert_eq!(grant().check_namespace("other"), Err(AuthError::WrongNamespace));
+        assert_eq!(
+            grant().check_namespace("other"),
+            Err(AuthError::WrongNamespace)
+        );
     }
 
     #[test]
@@ -178,7 +187,10 @@ mod tests {
         ];
         for value in invalid {
             assert!(
-                matches!(AclClaim::from_claim("mqtt_acl", &value), Err(AuthError::InvalidClaim(_))),
+                matches!(
+                    AclClaim::from_claim("mqtt_acl", &value),
+                    Err(AuthError::InvalidClaim(_))
+                ),
                 "{value} was accepted"
             );
         }

@@ -27,7 +27,13 @@ pub enum LogDecision {
 impl LogLimiter {
     /// Creates a limiter of `max_per_window` lines per `window_secs` seconds.
     pub const fn new(max_per_window: u32, window_secs: u64) -> LogLimiter {
-        LogLimiter { max_per_window, window_secs, window_start: 0, logged: 0, suppressed: 0 }
+        LogLimiter {
+            max_per_window,
+            window_secs,
+            window_start: 0,
+            logged: 0,
+            suppressed: 0,
+        }
     }
 
     /// Decides about one log line at `now_secs`.

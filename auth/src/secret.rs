@@ -8,7 +8,10 @@ use sha2::{Digest, Sha256};
 pub fn secrets_equal(expected: &[u8], presented: &[u8]) -> bool {
     let expected = Sha256::digest(expected);
     let presented = Sha256::digest(presented);
-    let difference = expected.iter().zip(presented.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b));
+    let difference = expected
+        .iter()
+        .zip(presented.iter())
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
     difference == 0
 }
 

@@ -102,7 +102,11 @@ impl Verifier {
                 )));
             }
         }
-        Ok(Verifier { settings, algorithms, keys })
+        Ok(Verifier {
+            settings,
+            algorithms,
+            keys,
+        })
     }
 
     /// Returns the settings this verifier was built from.
@@ -238,7 +242,9 @@ impl Verifier {
 
     fn audience_accepted(&self, aud: Option<&Value>) -> bool {
         let accepted = |value: &Value| {
-            value.as_str().is_some_and(|name| self.settings.audience.iter().any(|a| a == name))
+            value
+                .as_str()
+                .is_some_and(|name| self.settings.audience.iter().any(|a| a == name))
         };
         match aud {
             Some(Value::Array(values)) => values.iter().any(accepted),
@@ -292,7 +298,13 @@ fn key_from_pem(public_key: &PublicKey) -> Result<Key, String> {
     } else {
         return Err("not an RSA, EC or Ed25519 public key in PEM".to_string());
     };
-    Ok(Key { kid, family, algorithm: None, curve: None, key })
+    Ok(Key {
+        kid,
+        family,
+        algorithm: None,
+        curve: None,
+        key,
+    })
 }
 
 fn key_from_jwk(jwk: &Jwk) -> Result<Key, String> {
@@ -303,7 +315,10 @@ fn key_from_jwk(jwk: &Jwk) -> Result<Key, String> {
         }
         AlgorithmParameters::OctetKeyPair(params) => {
             if params.curve != EllipticCurve::Ed25519 {
-                return Err(format!("OKP curve {:?} is not supported; use Ed25519", params.curve));
+                return Err(format!(
+                    "OKP curve {:?} is not supported; use Ed25519",
+                    params.curve
+                ));
             }
             (AlgorithmFamily::Ed, None)
         }
@@ -321,7 +336,13 @@ fn key_from_jwk(jwk: &Jwk) -> Result<Key, String> {
         ),
     };
     let key = DecodingKey::from_jwk(jwk).map_err(|error| error.to_string())?;
-    Ok(Key { kid: jwk.common.key_id.clone(), family, algorithm, curve, key })
+    Ok(Key {
+        kid: jwk.common.key_id.clone(),
+        family,
+        algorithm,
+        curve,
+        key,
+    })
 }
 
 fn decode_json_part(part: &str, name: &'static str) -> Result<Map<String, Value>, AuthError> {
@@ -354,13 +375,26 @@ fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<u64>, 
 /// Keeps at most 32 printable ASCII characters of a peer-chosen string so
 /// that it is safe to log.
 pub(crate) fn printable_prefix(text: &str) -> String {
-    text.chars().take(32).map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' }).collect()
+    text.chars()
+        .take(32)
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect()
 }
 
 fn grant_from_claims(settings: &Settings, claims: &Map<String, Value>) -> Result<Grant, AuthError> {
     let sub = match claims.get("sub") {
         Some(Value::String(sub)) if !sub.is_empty() => sub.clone(),
-        Some(_) => return Err(AuthError::InvalidClaim("sub is not a non-empty string".into())),
+        Some(_) => {
+            return Err(AuthError::InvalidClaim(
+                "sub is not a non-empty string".into(),
+            ))
+        }
         None => return Err(AuthError::MissingClaim("sub".into())),
     };
     let namespace = match claims.get(&settings.namespace_claim) {
@@ -379,5 +413,11 @@ fn grant_from_claims(settings: &Settings, claims: &Map<String, Value>) -> Result
         Some(value) => AclClaim::from_claim(&settings.acl_claim, value)?,
     };
     let expires_at = numeric_date(claims, "exp")?;
-    Ok(Grant { sub, namespace, publish: acl.publish, subscribe: acl.subscribe, expires_at })
+    Ok(Grant {
+        sub,
+        namespace,
+        publish: acl.publish,
+        subscribe: acl.subscribe,
+        expires_at,
+    })
 }

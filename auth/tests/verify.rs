@@ -45,7 +45,12 @@ fn sign(algorithm: Algorithm, key: &EncodingKey, kid: Option<&str>, claims: &Val
 }
 
 fn hs256(claims: &Value) -> String {
-    sign(Algorithm::HS256, &EncodingKey::from_secret(SECRET), None, claims)
+    sign(
+        Algorithm::HS256,
+        &EncodingKey::from_secret(SECRET),
+        None,
+        claims,
+    )
 }
 
 fn rsa_private() -> EncodingKey {
@@ -135,16 +140,26 @@ fn key_set_selects_key_by_id() {
     assert!(verifier.verify(&token, NOW).is_ok());
 
     let unknown_kid = sign(Algorithm::RS256, &rsa_private(), Some("rsa-2"), &claims());
-    assert_eq!(verifier.verify(&unknown_kid, NOW), Err(AuthError::UnknownKey));
+    assert_eq!(
+        verifier.verify(&unknown_kid, NOW),
+        Err(AuthError::UnknownKey)
+    );
 }
 
 #[test]
 fn rejects_alg_none() {
     let verifier = all_verifier();
-    for header in [r#"{"alg":"none"}"#, r#"{"alg":"None"}"#, r#"{"alg":"NONE","typ":"JWT"}"#] {
+    for header in [
+        r#"{"alg":"none"}"#,
+        r#"{"alg":"None"}"#,
+        r#"{"alg":"NONE","typ":"JWT"}"#,
+    ] {
         let token = raw_token(header, &claims(), "");
         assert!(
-            matches!(verifier.verify(&token, NOW), Err(AuthError::AlgorithmNotAllowed(_))),
+            matches!(
+                verifier.verify(&token, NOW),
+                Err(AuthError::AlgorithmNotAllowed(_))
+            ),
             "{header} was not rejected as an algorithm"
         );
     }
@@ -152,7 +167,12 @@ fn rejects_alg_none() {
 
 #[test]
 fn rejects_algorithm_not_configured() {
-    let token = sign(Algorithm::HS512, &EncodingKey::from_secret(SECRET), None, &claims());
+    let token = sign(
+        Algorithm::HS512,
+        &EncodingKey::from_secret(SECRET),
+        None,
+        &claims(),
+    );
     assert_eq!(
         hmac_verifier().verify(&token, NOW),
         Err(AuthError::AlgorithmNotAllowed("HS512".into()))
@@ -171,14 +191,24 @@ fn rejects_algorithm_not_configured() {
 #[test]
 fn rejects_hmac_signed_with_public_key() {
     let public_pem = key_text("rsa_public.pem");
-    let forged =
-        sign(Algorithm::HS256, &EncodingKey::from_secret(public_pem.as_bytes()), None, &claims());
+    let forged = sign(
+        Algorithm::HS256,
+        &EncodingKey::from_secret(public_pem.as_bytes()),
+        None,
+        &claims(),
+    );
 
     let rsa_only = Verifier::new(settings(&["RS256"]), None).unwrap();
-    assert_eq!(rsa_only.verify(&forged, NOW), Err(AuthError::AlgorithmNotAllowed("HS256".into())));
+    assert_eq!(
+        rsa_only.verify(&forged, NOW),
+        Err(AuthError::AlgorithmNotAllowed("HS256".into()))
+    );
 
     // With HS256 also enabled, only the configured secret is an HMAC key.
-    assert_eq!(all_verifier().verify(&forged, NOW), Err(AuthError::BadSignature));
+    assert_eq!(
+        all_verifier().verify(&forged, NOW),
+        Err(AuthError::BadSignature)
+    );
 }
 
 #[test]
@@ -219,8 +249,14 @@ fn rejects_malformed_tokens() {
         format!("{}.{rest}", URL_SAFE_NO_PAD.encode("not json")),
         format!("{}.{rest}", URL_SAFE_NO_PAD.encode("[1]")),
         format!("{}.{rest}", URL_SAFE_NO_PAD.encode(r#"{"typ":"JWT"}"#)),
-        format!("{}.{rest}", URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256","kid":7}"#)),
-        format!("{}.{rest}", URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256","crit":["x"]}"#)),
+        format!(
+            "{}.{rest}",
+            URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256","kid":7}"#)
+        ),
+        format!(
+            "{}.{rest}",
+            URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256","crit":["x"]}"#)
+        ),
         format!("{header}.e30.sig=="),
     ];
     for token in cases {
@@ -242,13 +278,19 @@ fn rejects_malformed_tokens() {
         .unwrap();
         format!("{message}.{signature}")
     };
-    assert!(matches!(verifier.verify(&token, NOW), Err(AuthError::Malformed(_))));
+    assert!(matches!(
+        verifier.verify(&token, NOW),
+        Err(AuthError::Malformed(_))
+    ));
 }
 
 #[test]
 fn rejects_oversized_token() {
     let token = "a".repeat(auth::MAX_TOKEN_LEN + 1);
-    assert_eq!(hmac_verifier().verify(&token, NOW), Err(AuthError::TokenTooLarge));
+    assert_eq!(
+        hmac_verifier().verify(&token, NOW),
+        Err(AuthError::TokenTooLarge)
+    );
 }
 
 #[test]
@@ -257,21 +299,33 @@ fn checks_expiry_with_leeway() {
     let token = hs256(&with(claims(), "exp", json!(NOW)));
     assert!(verifier.verify(&token, NOW + 59).is_ok());
     assert_eq!(verifier.verify(&token, NOW + 60), Err(AuthError::Expired));
-    assert_eq!(verifier.verify(&token, NOW + 86_400), Err(AuthError::Expired));
+    assert_eq!(
+        verifier.verify(&token, NOW + 86_400),
+        Err(AuthError::Expired)
+    );
 
     let fractional = hs256(&with(claims(), "exp", json!(NOW as f64 + 0.5)));
     assert!(verifier.verify(&fractional, NOW).is_ok());
 
     let text = hs256(&with(claims(), "exp", json!("tomorrow")));
-    assert!(matches!(verifier.verify(&text, NOW), Err(AuthError::InvalidClaim(_))));
+    assert!(matches!(
+        verifier.verify(&text, NOW),
+        Err(AuthError::InvalidClaim(_))
+    ));
 }
 
 #[test]
 fn requires_exp_unless_configured() {
     let token = hs256(&without(claims(), "exp"));
-    assert_eq!(hmac_verifier().verify(&token, NOW), Err(AuthError::MissingClaim("exp".into())));
+    assert_eq!(
+        hmac_verifier().verify(&token, NOW),
+        Err(AuthError::MissingClaim("exp".into()))
+    );
 
-    let lenient = Settings { require_exp: false, ..settings(&["HS256"]) };
+    let lenient = Settings {
+        require_exp: false,
+        ..settings(&["HS256"])
+    };
     let verifier = Verifier::new(lenient, Some(SECRET)).unwrap();
     assert_eq!(verifier.verify(&token, NOW).unwrap().expires_at, None);
 }
@@ -294,7 +348,11 @@ fn checks_issuer() {
         without(claims(), "iss"),
     ];
     for claims in cases {
-        assert_eq!(verifier.verify(&hs256(&claims), NOW), Err(AuthError::WrongIssuer), "{claims}");
+        assert_eq!(
+            verifier.verify(&hs256(&claims), NOW),
+            Err(AuthError::WrongIssuer),
+            "{claims}"
+        );
     }
 }
 
@@ -327,16 +385,28 @@ fn requires_broker_claims() {
         (with(claims(), "sub", json!("")), "invalid_claim"),
         (with(claims(), "sub", json!(42)), "invalid_claim"),
         (without(claims(), "mqtt_namespace"), "missing_claim"),
-        (with(claims(), "mqtt_namespace", json!(["a"])), "invalid_claim"),
+        (
+            with(claims(), "mqtt_namespace", json!(["a"])),
+            "invalid_claim",
+        ),
         (with(claims(), "mqtt_acl", json!(["a/#"])), "invalid_claim"),
-        (with(claims(), "mqtt_acl", json!({"publish": ["a/#/b"]})), "invalid_claim"),
+        (
+            with(claims(), "mqtt_acl", json!({"publish": ["a/#/b"]})),
+            "invalid_claim",
+        ),
     ];
     for (claims, reason) in cases {
         let result = verifier.verify(&hs256(&claims), NOW);
-        assert_eq!(result.as_ref().map_err(AuthError::reason).err(), Some(reason), "{claims}");
+        assert_eq!(
+            result.as_ref().map_err(AuthError::reason).err(),
+            Some(reason),
+            "{claims}"
+        );
     }
 
-    let no_acl = verifier.verify(&hs256(&without(claims(), "mqtt_acl")), NOW).unwrap();
+    let no_acl = verifier
+        .verify(&hs256(&without(claims(), "mqtt_acl")), NOW)
+        .unwrap();
     assert!(no_acl.publish.is_empty());
     assert!(no_acl.subscribe.is_empty());
 }
@@ -359,13 +429,19 @@ fn custom_claim_names() {
 #[test]
 fn rejects_unusable_configuration() {
     let error = |settings: Settings, secret: Option<&[u8]>| -> ConfigError {
-        Verifier::new(settings, secret).err().expect("configuration was accepted")
+        Verifier::new(settings, secret)
+            .err()
+            .expect("configuration was accepted")
     };
     let cases = [
         (settings(&["HS255"]), Some(SECRET), "unknown algorithm"),
         (settings(&["none"]), Some(SECRET), "unknown algorithm"),
         (settings(&["HS256"]), None, "HMAC secret is missing"),
-        (settings(&["HS256"]), Some(b"short".as_slice()), "at least 32"),
+        (
+            settings(&["HS256"]),
+            Some(b"short".as_slice()),
+            "at least 32",
+        ),
         (
             Settings {
                 public_keys: vec![PublicKey::Pem(key_text("rsa_private.pem"))],
@@ -375,11 +451,21 @@ fn rejects_unusable_configuration() {
             "private key",
         ),
         (
-            Settings { public_keys: vec![PublicKey::Pem("garbage".into())], ..settings(&[]) },
+            Settings {
+                public_keys: vec![PublicKey::Pem("garbage".into())],
+                ..settings(&[])
+            },
             None,
             "public_keys[0]",
         ),
-        (Settings { public_keys: Vec::new(), ..settings(&["ES256"]) }, None, "no key of its kind"),
+        (
+            Settings {
+                public_keys: Vec::new(),
+                ..settings(&["ES256"])
+            },
+            None,
+            "no key of its kind",
+        ),
     ];
     for (settings, secret, expected) in cases {
         let message = error(settings, secret).to_string();
@@ -388,7 +474,14 @@ fn rejects_unusable_configuration() {
 
     let oct: JwkSet =
         serde_json::from_value(json!({"keys": [{"kty": "oct", "k": "c2VjcmV0"}]})).unwrap();
-    let message = error(Settings { jwks: Some(oct), ..settings(&[]) }, None).to_string();
+    let message = error(
+        Settings {
+            jwks: Some(oct),
+            ..settings(&[])
+        },
+        None,
+    )
+    .to_string();
     assert!(message.contains("oct"), "{message}");
 }
 
@@ -413,17 +506,37 @@ fn reasons_are_stable() {
         (AuthError::MissingToken, "missing_token", 0x87, 0x05),
         (AuthError::TokenTooLarge, "token_too_large", 0x86, 0x05),
         (AuthError::Malformed("x"), "malformed", 0x86, 0x05),
-        (AuthError::AlgorithmNotAllowed("none".into()), "algorithm_not_allowed", 0x86, 0x05),
+        (
+            AuthError::AlgorithmNotAllowed("none".into()),
+            "algorithm_not_allowed",
+            0x86,
+            0x05,
+        ),
         (AuthError::UnknownKey, "unknown_key", 0x86, 0x05),
         (AuthError::BadSignature, "bad_signature", 0x86, 0x05),
         (AuthError::Expired, "expired", 0x86, 0x05),
         (AuthError::NotYetValid, "not_yet_valid", 0x86, 0x05),
         (AuthError::WrongIssuer, "wrong_issuer", 0x86, 0x05),
         (AuthError::WrongAudience, "wrong_audience", 0x86, 0x05),
-        (AuthError::MissingClaim("sub".into()), "missing_claim", 0x86, 0x05),
-        (AuthError::InvalidClaim("sub".into()), "invalid_claim", 0x86, 0x05),
+        (
+            AuthError::MissingClaim("sub".into()),
+            "missing_claim",
+            0x86,
+            0x05,
+        ),
+        (
+            AuthError::InvalidClaim("sub".into()),
+            "invalid_claim",
+            0x86,
+            0x05,
+        ),
         (AuthError::WrongNamespace, "wrong_namespace", 0x87, 0x05),
-        (AuthError::ClientIdMismatch, "client_id_mismatch", 0x85, 0x02),
+        (
+            AuthError::ClientIdMismatch,
+            "client_id_mismatch",
+            0x85,
+            0x02,
+        ),
     ];
     for (error, reason, v5, v311) in cases {
         assert_eq!(error.reason(), reason);
@@ -451,8 +564,9 @@ fn connect_with_password_token() {
     let verifier = hmac_verifier();
     let token = hs256(&claims());
 
-    let authorized =
-        verifier.authorize_connect(&credentials(None, "", Some(token.as_bytes())), NOW).unwrap();
+    let authorized = verifier
+        .authorize_connect(&credentials(None, "", Some(token.as_bytes())), NOW)
+        .unwrap();
     assert_eq!(authorized.client_id, "dev1");
     assert_eq!(authorized.sub.as_deref(), Some("dev1"));
     assert!(authorized.acl.may_subscribe("devices/dev1/in"));
@@ -468,9 +582,14 @@ fn connect_with_password_token() {
         verifier.authorize_connect(&credentials(None, "", Some(token.as_bytes())), NOW + 3600);
     assert_eq!(expired, Err(AuthError::Expired));
 
-    let elsewhere =
-        ConnectCredentials { namespace: "other", ..credentials(None, "", Some(token.as_bytes())) };
-    assert_eq!(verifier.authorize_connect(&elsewhere, NOW), Err(AuthError::WrongNamespace));
+    let elsewhere = ConnectCredentials {
+        namespace: "other",
+        ..credentials(None, "", Some(token.as_bytes()))
+    };
+    assert_eq!(
+        verifier.authorize_connect(&elsewhere, NOW),
+        Err(AuthError::WrongNamespace)
+    );
 }
 
 #[test]
@@ -496,10 +615,17 @@ fn connect_without_token() {
         Err(AuthError::Malformed(_))
     ));
 
-    let open =
-        Verifier::new(Settings { anonymous: true, ..settings(&["HS256"]) }, Some(SECRET)).unwrap();
-    let anonymous =
-        open.authorize_connect(&credentials(None, "c1", Some(b"hunter2")), NOW).unwrap();
+    let open = Verifier::new(
+        Settings {
+            anonymous: true,
+            ..settings(&["HS256"])
+        },
+        Some(SECRET),
+    )
+    .unwrap();
+    let anonymous = open
+        .authorize_connect(&credentials(None, "c1", Some(b"hunter2")), NOW)
+        .unwrap();
     assert_eq!(anonymous.client_id, "c1");
     assert_eq!(anonymous.sub, None);
     assert!(anonymous.acl.is_unrestricted());

@@ -7,6 +7,7 @@ use codec::{
 
 use crate::connection::Connected;
 use crate::lifecycle::Ending;
+use crate::problem;
 use crate::session::{self, Session, Will, NEVER_EXPIRES};
 use crate::store::{kind, RowKey, StoreOp};
 use crate::{topic, Broker, ConnId};
@@ -16,13 +17,14 @@ impl Broker {
         let version = connect.protocol;
         if let Err(reason) = self.check_connect(&connect) {
             log::debug!("connection {conn}: CONNECT rejected with {reason:?}");
-            self.reject_connect(conn, version, reason, now_ms);
+            let detail = problem::connect_problem(reason, &connect, &self.config);
+            self.reject_connect_explained(conn, &connect, reason, Some(detail), now_ms);
             return;
         }
         let admitted = match self.authenticate(conn, &connect, now_ms) {
             Ok(admitted) => admitted,
             Err(reason) => {
-                self.reject_connect(conn, version, reason, now_ms);
+                self.reject_connect_explained(conn, &connect, reason, None, now_ms);
                 return;
             }
         };
@@ -34,6 +36,15 @@ impl Broker {
             true => self.generate_client_id(conn, now_ms),
             false => admitted.client_id,
         };
+        if self.connection_limit_reached(&client_id) {
+            // 3.1.1 has no Quota exceeded; the CONNACK carries 0x03 Server
+            // unavailable instead.
+            log::debug!("connection {conn}: CONNECT rejected, namespace at max_connections");
+            let detail = "the namespace has reached its maximum number of connections";
+            let reason = ReasonCode::QuotaExceeded;
+            self.reject_connect_explained(conn, &connect, reason, Some(detail.into()), now_ms);
+            return;
+        }
         let resume = !connect.clean_start;
         if let Some(old_conn) = self
             .sessions
@@ -149,6 +160,34 @@ impl Broker {
         self.end_connection(conn, Ending::Rejected, now_ms);
     }
 
+    /// Rejects a CONNECT like [`Broker::reject_connect`], with `detail`, or
+    /// a description of `reason`, as the CONNACK's Reason String when it fits
+    /// the client's Maximum Packet Size. [`Broker::reject_connect`] sends
+    /// none because it does not know that size.
+    fn reject_connect_explained(
+        &mut self,
+        conn: ConnId,
+        connect: &Connect,
+        reason: ReasonCode,
+        detail: Option<String>,
+        now_ms: u64,
+    ) {
+        let mut connack = Packet::ConnAck(ConnAck {
+            session_present: false,
+            reason,
+            properties: problem::with_reason_string(detail),
+        });
+        // CONNACK may carry a Reason String whatever the value of Request
+        // Problem Information (MQTT-3.1.2-29).
+        let limits = problem::ProblemLimits {
+            request_problem_information: true,
+            maximum_packet_size: connect.properties.maximum_packet_size,
+        };
+        problem::explain(&mut connack, connect.protocol, limits);
+        self.send_as(conn, connect.protocol, &connack);
+        self.end_connection(conn, Ending::Rejected, now_ms);
+    }
+
     /// Handles a packet that does not decode. Before CONNECT is accepted,
     /// [`DecodeError::v3_response`] decides whether a 3.1.1 CONNACK goes
     /// first (an unknown protocol level, a rejected client id). After it,
@@ -161,7 +200,10 @@ impl Broker {
         now_ms: u64,
     ) {
         if version.is_some() {
-            self.end_connection(conn, Ending::ServerClose(error.reason_code()), now_ms);
+            // The Display form names the fault and its rule, and quotes no
+            // payload.
+            let ending = Ending::ServerClose(error.reason_code());
+            self.end_connection_explained(conn, ending, Some(error.to_string()), now_ms);
             return;
         }
         match error.v3_response() {

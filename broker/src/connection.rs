@@ -8,6 +8,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use codec::{ByteString, ProtocolVersion};
 use serde::{Deserialize, Serialize};
 
+use crate::limits::RateLimit;
 use crate::ConnId;
 
 /// Largest connection record. The WebSocket attachment takes at most 16 KiB
@@ -32,6 +33,10 @@ pub struct Connection {
     /// The token the ingress verified on the upgrade request, kept until
     /// CONNECT arrives.
     pub grant: Option<Grant>,
+    /// The client's message and byte buckets, created full at its first
+    /// packet after CONNECT. Not kept in the record, so they start full
+    /// again after hibernation.
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// The state of a connection once CONNECT is accepted.
@@ -64,6 +69,7 @@ impl Connection {
             buffer_lost: false,
             session: None,
             grant: None,
+            rate_limit: None,
         }
     }
 
@@ -148,6 +154,7 @@ impl Connection {
             buffer_lost: header.buffer_lost,
             session,
             grant: header.grant,
+            rate_limit: None,
         })
     }
 }
@@ -169,8 +176,19 @@ struct ConnectedRecord {
     keep_alive: u16,
     receive_maximum: u16,
     maximum_packet_size: Option<u32>,
+    /// Written only when false, the rare case, and read as true when
+    /// missing, its default in CONNECT.
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
     request_problem_information: bool,
     topic_aliases: Vec<(u16, String)>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
 }
 
 impl From<&Connected> for ConnectedRecord {
@@ -298,6 +316,29 @@ mod tests {
         let restored = Connection::decode_record(record).unwrap();
         assert!(restored.session.unwrap().topic_aliases.is_empty());
         assert!(!restored.buffer_lost);
+    }
+
+    #[test]
+    fn record_without_problem_information_flag_reads_true() {
+        let json = br#"{"opened_ms":1,"last_packet_ms":2,"buffer_lost":false,
+            "session":{"client_id":"c1","level":5,"keep_alive":30,"receive_maximum":10,
+            "maximum_packet_size":null,"topic_aliases":[]}}"#;
+        let mut record = BytesMut::new();
+        record.put_u32(json.len() as u32);
+        record.put_slice(json);
+        let restored = Connection::decode_record(record.freeze()).unwrap();
+        assert!(restored.session.unwrap().request_problem_information);
+    }
+
+    #[test]
+    fn record_leaves_out_default_problem_information_flag() {
+        let mut session = connected();
+        session.request_problem_information = true;
+        let mut connection = Connection::new(0);
+        connection.session = Some(session);
+        let record = connection.encode_record();
+        let text = String::from_utf8_lossy(&record[4..]);
+        assert!(!text.contains("request_problem_information"), "{text}");
     }
 
     #[test]

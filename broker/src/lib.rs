@@ -36,12 +36,14 @@
 //! - `publish`: PUBLISH and its acknowledgements in both directions, routing.
 //! - `subscribe`: SUBSCRIBE and UNSUBSCRIBE.
 //! - `lifecycle`: the end of connections and sessions, wills and deadlines.
+//! - `problem`: Reason Strings on error packets, and when a client gets them.
 //! - `restore`: rebuilding the state from rows and connection records.
 //! - `external`: HTTP publish, retained reads, the routed-message feed and
 //!   the admin listing of clients.
 //! - `presence`: `$SYS/presence/` events and `$SYS/broker/` status.
 //! - `metrics`: counters per namespace and their Prometheus text form.
 //! - `access`: authentication at CONNECT and the topic ACL of each session.
+//! - `limits`: the token buckets behind each client's message and byte rates.
 
 #![warn(missing_docs)]
 
@@ -55,8 +57,10 @@ mod connect;
 mod connection;
 mod external;
 mod lifecycle;
+mod limits;
 mod message;
 mod presence;
+mod problem;
 mod publish;
 mod restore;
 mod retained;
@@ -258,11 +262,16 @@ impl Broker {
                 return;
             };
             let version = connection.version();
+            let buffered = connection.buffer.len();
             let decoded =
                 codec::decode(&mut connection.buffer, version, self.config.max_packet_size);
+            let size = buffered.saturating_sub(connection.buffer.len());
             match decoded {
                 Ok(Some(packet)) => {
                     connection.last_packet_ms = now_ms;
+                    if !self.admit_packet(conn, &packet, size, now_ms) {
+                        return;
+                    }
                     self.handle_packet(conn, packet, now_ms);
                 }
                 Ok(None) => return,
@@ -283,8 +292,12 @@ impl Broker {
         match packet {
             Packet::Connect(connect) if !connected => self.handle_connect(conn, connect, now_ms),
             // A second CONNECT is a protocol error (MQTT-3.1.0-2).
-            Packet::Connect(_) => self.protocol_error(conn, "second CONNECT", now_ms),
-            _ if !connected => self.protocol_error(conn, "first packet is not CONNECT", now_ms),
+            Packet::Connect(_) => {
+                self.protocol_error(conn, "second CONNECT (MQTT-3.1.0-2)", now_ms)
+            }
+            _ if !connected => {
+                self.protocol_error(conn, "first packet is not CONNECT (MQTT-3.1.0-1)", now_ms)
+            }
             Packet::Publish(publish) => self.handle_publish(conn, publish, now_ms),
             Packet::PubAck(ack) => self.handle_puback(conn, ack.pkid, now_ms),
             Packet::PubRec(rec) => self.handle_pubrec(conn, rec, now_ms),
@@ -305,21 +318,33 @@ impl Broker {
     }
 
     /// Closes a connection that broke a protocol rule, with DISCONNECT 0x82
-    /// for MQTT 5.0 clients.
+    /// for MQTT 5.0 clients. `detail` names the rule and becomes the Reason
+    /// String, so it must not contain a payload or a token.
     fn protocol_error(&mut self, conn: ConnId, detail: &str, now_ms: u64) {
         log::debug!("connection {conn}: protocol error: {detail}");
-        let reason = codec::ReasonCode::ProtocolError;
-        self.end_connection(conn, Ending::ServerClose(reason), now_ms);
+        let ending = Ending::ServerClose(codec::ReasonCode::ProtocolError);
+        let reason_string = format!("protocol error: {detail}");
+        self.end_connection_explained(conn, ending, Some(reason_string), now_ms);
     }
 
     /// Encodes a packet for a connection in its protocol version and queues
     /// it, appended to the previous output when that is a send to the same
     /// socket so that one event produces few WebSocket messages.
+    /// Packets with an error reason code get a Reason String unless the
+    /// client's Request Problem Information or Maximum Packet Size forbids it.
     fn send(&mut self, conn: ConnId, packet: &Packet) {
-        let Some(version) = self.connections.get(&conn).and_then(Connection::version) else {
+        let connected = self.connections.get(&conn).and_then(|c| c.session.as_ref());
+        let Some(connected) = connected else {
             return;
         };
-        self.send_as(conn, version, packet);
+        let version = connected.version;
+        let limits = problem::ProblemLimits {
+            request_problem_information: connected.request_problem_information,
+            maximum_packet_size: connected.maximum_packet_size,
+        };
+        let mut packet = packet.clone();
+        problem::explain(&mut packet, version, limits);
+        self.send_as(conn, version, &packet);
     }
 
     fn send_as(&mut self, conn: ConnId, version: ProtocolVersion, packet: &Packet) {

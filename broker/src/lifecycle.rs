@@ -1,7 +1,7 @@
 //! The end of connections and sessions: DISCONNECT, socket close, protocol
 //! errors, wills, and the deadlines that [`Broker::handle_timeout`] runs.
 
-use codec::{Disconnect, Packet, ProtocolVersion, ReasonCode, ReasonKind};
+use codec::{Disconnect, Packet, Properties, ProtocolVersion, ReasonCode, ReasonKind};
 
 use crate::message::Message;
 use crate::session::{self, Will};
@@ -29,6 +29,19 @@ impl Broker {
     /// Ends a connection: sends the closing DISCONNECT, closes the socket
     /// and detaches its session. Does nothing for an unknown connection.
     pub(crate) fn end_connection(&mut self, conn: ConnId, ending: Ending, now_ms: u64) {
+        self.end_connection_explained(conn, ending, None, now_ms);
+    }
+
+    /// Ends a connection like [`Broker::end_connection`], with
+    /// `reason_string` on the DISCONNECT of a [`Ending::ServerClose`]. Without
+    /// one the DISCONNECT describes its reason code.
+    pub(crate) fn end_connection_explained(
+        &mut self,
+        conn: ConnId,
+        ending: Ending,
+        reason_string: Option<String>,
+        now_ms: u64,
+    ) {
         let Some(version) = self.connections.get(&conn).map(|c| c.version()) else {
             return;
         };
@@ -41,7 +54,10 @@ impl Broker {
             };
             let disconnect = Disconnect {
                 reason,
-                ..Default::default()
+                properties: Properties {
+                    reason_string: reason_string.map(Into::into),
+                    ..Default::default()
+                },
             };
             self.send(conn, &Packet::Disconnect(disconnect));
         }
@@ -142,7 +158,8 @@ impl Broker {
 
     /// Publishes a will message as if its client had sent it.
     pub(crate) fn publish_will(&mut self, will: Will, now_ms: u64) {
-        self.metrics.count_received(will.publish.qos, will.publish.payload.len());
+        self.metrics
+            .count_received(will.publish.qos, will.publish.payload.len());
         let message = Message::from_publish(will.publish, now_ms);
         self.route(None, message, now_ms);
     }
@@ -159,7 +176,8 @@ impl Broker {
             // A session that ends at disconnect cannot be extended by it
             // (section 3.14.2.2.2 of 5.0).
             if current == 0 && requested > 0 {
-                self.protocol_error(conn, "Session Expiry Interval set on DISCONNECT", now_ms);
+                let detail = "non-zero Session Expiry Interval on DISCONNECT after 0 on CONNECT";
+                self.protocol_error(conn, detail, now_ms);
                 return;
             }
             let granted = requested.min(self.config.session_expiry_maximum);

@@ -9,6 +9,7 @@ use codec::{Packet, PacketId, PubAck, PubComp, PubRec, PubRel, Publish, QoS, Rea
 use crate::lifecycle::Ending;
 use crate::message::Message;
 use crate::metrics::DropReason;
+use crate::problem;
 use crate::session::{self, Inflight, InflightState};
 use crate::store::{kind, RowKey, StoreOp};
 use crate::topic::{self, ParsedFilter};
@@ -28,14 +29,18 @@ impl Broker {
         let Some(client_id) = self.client_id_of(conn) else {
             return;
         };
+        let alias = publish.properties.topic_alias;
         if let Err(reason) = self.resolve_topic_alias(conn, &mut publish) {
             log::debug!("connection {conn}: invalid topic alias, closing with {reason:?}");
-            self.end_connection(conn, Ending::ServerClose(reason), now_ms);
+            let maximum = self.config.topic_alias_maximum;
+            let detail = problem::topic_alias_problem(reason, alias, maximum);
+            self.end_connection_explained(conn, Ending::ServerClose(reason), Some(detail), now_ms);
             return;
         }
         if let Err(reason) = self.check_publish(&publish) {
             log::debug!("connection {conn}: PUBLISH rejected with {reason:?}");
-            self.end_connection(conn, Ending::ServerClose(reason), now_ms);
+            let detail = problem::publish_problem(reason, &publish, &self.config);
+            self.end_connection_explained(conn, Ending::ServerClose(reason), Some(detail), now_ms);
             return;
         }
 
@@ -70,6 +75,7 @@ impl Broker {
             true => ReasonCode::Success,
             false => ReasonCode::NotAuthorized,
         };
+        let denial = (!authorized).then(|| problem::publish_denial(&publish.topic));
         let qos = publish.qos;
         if authorized {
             self.metrics.count_received(qos, publish.payload.len());
@@ -81,6 +87,7 @@ impl Broker {
             (QoS::AtLeastOnce, Some(id)) => {
                 let ack = PubAck {
                     reason,
+                    properties: problem::with_reason_string(denial),
                     ..PubAck::new(id)
                 };
                 self.send(conn, &Packet::PubAck(ack));
@@ -97,6 +104,7 @@ impl Broker {
                 }
                 let rec = PubRec {
                     reason,
+                    properties: problem::with_reason_string(denial),
                     ..PubRec::new(id)
                 };
                 self.send(conn, &Packet::PubRec(rec));
@@ -554,8 +562,11 @@ impl Broker {
         };
         let Some(sequence) = session.find_inflight(rec.pkid) else {
             let reason = ReasonCode::PacketIdentifierNotFound;
+            let pkid = rec.pkid;
+            let detail = format!("PUBREC for packet identifier {pkid}, which is not in flight");
             let rel = PubRel {
                 reason,
+                properties: problem::with_reason_string(Some(detail)),
                 ..PubRel::new(rec.pkid)
             };
             self.send(conn, &Packet::PubRel(rel));
@@ -596,8 +607,11 @@ impl Broker {
             }
             false => ReasonCode::PacketIdentifierNotFound,
         };
+        let detail = (!known)
+            .then(|| format!("PUBREL for packet identifier {pkid}, which is not awaiting release"));
         let comp = PubComp {
             reason,
+            properties: problem::with_reason_string(detail),
             ..PubComp::new(pkid)
         };
         self.send(conn, &Packet::PubComp(comp));

@@ -102,8 +102,9 @@ impl Broker {
                 }
             }
             if buffer_lost {
-                let reason = ReasonCode::ImplementationSpecificError;
-                self.end_connection(conn, Ending::ServerClose(reason), now_ms);
+                let ending = Ending::ServerClose(ReasonCode::ImplementationSpecificError);
+                let detail = "a partial packet was lost while the broker hibernated";
+                self.end_connection_explained(conn, ending, Some(detail.into()), now_ms);
             }
         }
 

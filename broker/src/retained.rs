@@ -65,7 +65,13 @@ impl Retained {
 
     /// Returns at most `limit` unexpired messages matching `filter` whose
     /// topics sort after `after`, in topic order.
-    pub fn page(&self, filter: &str, after: Option<&str>, limit: usize, now_ms: u64) -> Vec<Message> {
+    pub fn page(
+        &self,
+        filter: &str,
+        after: Option<&str>,
+        limit: usize,
+        now_ms: u64,
+    ) -> Vec<Message> {
         let start = match after {
             Some(after) => Bound::Excluded(after.to_string()),
             None => Bound::Unbounded,

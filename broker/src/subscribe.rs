@@ -2,10 +2,11 @@
 //! receives.
 
 use codec::{
-    Packet, ProtocolVersion, QoS, ReasonCode, RetainHandling, SubAck, Subscribe, UnsubAck,
-    Unsubscribe,
+    Packet, Properties, ProtocolVersion, QoS, ReasonCode, RetainHandling, SubAck, Subscribe,
+    UnsubAck, Unsubscribe,
 };
 
+use crate::problem;
 use crate::session::{self, Subscription};
 use crate::store::{kind, RowKey, StoreOp};
 use crate::topic::{self, ParsedFilter};
@@ -33,7 +34,8 @@ impl Broker {
         if shared_no_local {
             // No Local on a shared subscription is a protocol error
             // (MQTT-3.8.3-4).
-            self.protocol_error(conn, "No Local on a shared subscription", now_ms);
+            let detail = "No Local on a shared subscription (MQTT-3.8.3-4)";
+            self.protocol_error(conn, detail, now_ms);
             return;
         }
 
@@ -55,6 +57,14 @@ impl Broker {
                 log::debug!("connection {conn}: SUBSCRIBE to a filter the ACL does not cover");
                 reasons.push(match is_v5 {
                     true => ReasonCode::NotAuthorized,
+                    false => ReasonCode::UnspecifiedError,
+                });
+                continue;
+            }
+            if self.subscription_limit_reached(&client_id, &requested.filter) {
+                log::debug!("connection {conn}: SUBSCRIBE beyond max_subscriptions_per_client");
+                reasons.push(match is_v5 {
+                    true => ReasonCode::QuotaExceeded,
                     false => ReasonCode::UnspecifiedError,
                 });
                 continue;
@@ -82,10 +92,14 @@ impl Broker {
             }
         }
 
+        let reason_string = problem::suback_reason_string(&subscribe.filters, &reasons);
         let suback = SubAck {
             pkid: subscribe.pkid,
             reasons,
-            properties: Default::default(),
+            properties: Properties {
+                reason_string: reason_string.map(Into::into),
+                ..Default::default()
+            },
         };
         self.send(conn, &Packet::SubAck(suback));
         for (filter, subscription) in retained_for {

@@ -4,8 +4,8 @@
 use auth::secrets_equal;
 use worker::{console_debug, console_error, Env, Method, Request, Response, Result};
 
-use crate::http_api;
 use crate::auth_env::{self, ADMIN_ACCESS_VAR, ADMIN_TOKEN_SECRET};
+use crate::http_api;
 use crate::ingress_auth::{bearer_token, check_rate, now_secs};
 
 /// Header in which Cloudflare Access passes its signed JWT to the origin.
@@ -24,9 +24,10 @@ pub async fn handle(req: Request, env: &Env) -> Result<Response> {
         (Method::Get, "/admin/health") => Response::from_json(&health(env)),
         (_, "/admin/health") => Response::error("method not allowed: use GET", 405),
         (_, path) if http_api::is_admin_path(path) => http_api::handle_admin(req, env).await,
-        (_, path) => {
-            Response::error(format!("not found: {path}; the admin API has /admin/health"), 404)
-        }
+        (_, path) => Response::error(
+            format!("not found: {path}; the admin API has /admin/health"),
+            404,
+        ),
     }
 }
 
@@ -60,7 +61,10 @@ fn authenticate(req: &Request, env: &Env) -> Result<std::result::Result<(), Resp
     }
 
     if let (Some(access), Some(jwt)) = (&access, req.headers().get(ACCESS_JWT_HEADER)?) {
-        match access.as_ref().map(|verifier| verifier.verify_claims(&jwt, now_secs())) {
+        match access
+            .as_ref()
+            .map(|verifier| verifier.verify_claims(&jwt, now_secs()))
+        {
             Ok(Ok(_)) => return Ok(Ok(())),
             Ok(Err(error)) => console_debug!("admin API: Access JWT rejected: {}", error.reason()),
             Err(message) => console_error!("admin API: {message}"),
@@ -80,6 +84,8 @@ fn authenticate(req: &Request, env: &Env) -> Result<std::result::Result<(), Resp
          or come through the Cloudflare Access application",
         401,
     )?;
-    response.headers_mut().set("WWW-Authenticate", "Bearer realm=\"admin\"")?;
+    response
+        .headers_mut()
+        .set("WWW-Authenticate", "Bearer realm=\"admin\"")?;
     Ok(Err(response))
 }

@@ -84,7 +84,10 @@ pub fn broker_authentication(env: &Env) -> Authentication {
 /// when the upgrade request carried no token. A missing header counts as
 /// no token, because a grant only adds rights to what CONNECT presents.
 pub fn forwarded_grant(req: &Request) -> worker::Result<Result<Option<Grant>, AuthError>> {
-    let value = req.headers().get(GRANT_HEADER)?.unwrap_or_else(|| NO_GRANT.into());
+    let value = req
+        .headers()
+        .get(GRANT_HEADER)?
+        .unwrap_or_else(|| NO_GRANT.into());
     Ok(Grant::from_header_value(&value))
 }
 
@@ -105,7 +108,10 @@ fn build_token_verifier(env: &Env) -> Result<Verifier, String> {
             }
         };
     }
-    let secret = env.secret(HMAC_SECRET).ok().map(|secret| secret.to_string());
+    let secret = env
+        .secret(HMAC_SECRET)
+        .ok()
+        .map(|secret| secret.to_string());
     let secret = secret.as_deref().map(hmac_secret_from_text);
     Verifier::new(settings, secret)
         .map_err(|error| format!("{error} (variables {AUTH_VAR}, secret {HMAC_SECRET})"))

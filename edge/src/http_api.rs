@@ -87,7 +87,9 @@ async fn forward(mut req: Request, env: &Env, namespace: &str, grant: &str) -> R
         init.with_body(Some(Uint8Array::from(body.as_slice()).into()));
     }
     let forwarded = Request::new_with_init(req.url()?.as_str(), &init)?;
-    let stub = env.durable_object(NAMESPACE_BINDING)?.get_by_name(namespace)?;
+    let stub = env
+        .durable_object(NAMESPACE_BINDING)?
+        .get_by_name(namespace)?;
     stub.fetch_with_request(forwarded).await
 }
 

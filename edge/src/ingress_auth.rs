@@ -55,7 +55,10 @@ pub fn now_secs() -> u64 {
 /// Counts one request of `purpose` from the client's address, and returns
 /// a 429 response when the address is over its limit.
 pub async fn check_rate(req: &Request, env: &Env, purpose: &str) -> Result<Option<Response>> {
-    let address = req.headers().get("CF-Connecting-IP")?.unwrap_or_else(|| LOCAL_ADDRESS.into());
+    let address = req
+        .headers()
+        .get("CF-Connecting-IP")?
+        .unwrap_or_else(|| LOCAL_ADDRESS.into());
     let limiter = match env.rate_limiter(RATE_LIMITER_BINDING) {
         Ok(limiter) => limiter,
         Err(error) => {
@@ -107,12 +110,17 @@ pub fn check_upgrade(
         Ok(grant) => Ok(Ok(grant.to_header_value())),
         Err(error) => {
             log_failure(namespace, source, &error, now);
-            let status = if error == AuthError::WrongNamespace { 403 } else { 401 };
+            let status = if error == AuthError::WrongNamespace {
+                403
+            } else {
+                401
+            };
             let mut response = Response::error(rejection_message(&error, namespace), status)?;
             if status == 401 {
-                response
-                    .headers_mut()
-                    .set("WWW-Authenticate", "Bearer realm=\"mqtt\", error=\"invalid_token\"")?;
+                response.headers_mut().set(
+                    "WWW-Authenticate",
+                    "Bearer realm=\"mqtt\", error=\"invalid_token\"",
+                )?;
             }
             Ok(Err(response))
         }

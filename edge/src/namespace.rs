@@ -88,7 +88,12 @@ struct Loaded {
 
 impl DurableObject for Namespace {
     fn new(state: State, env: Env) -> Self {
-        Namespace { state, env, loaded: RefCell::new(None), alarm: Cell::new(Alarm::Unknown) }
+        Namespace {
+            state,
+            env,
+            loaded: RefCell::new(None),
+            alarm: Cell::new(Alarm::Unknown),
+        }
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
@@ -107,7 +112,9 @@ impl DurableObject for Namespace {
         let grant = match auth_env::forwarded_grant(&req)? {
             Ok(grant) => grant,
             Err(error) => {
-                console_error!("namespace {namespace}: grant header from the ingress does not decode: {error}");
+                console_error!(
+                    "namespace {namespace}: grant header from the ingress does not decode: {error}"
+                );
                 return Response::error("internal error: invalid grant from the ingress", 500);
             }
         };
@@ -128,12 +135,18 @@ impl DurableObject for Namespace {
 
         let mut response = Response::from_websocket(pair.client)?;
         if let Some(subprotocol) = subprotocol {
-            response.headers_mut().set("Sec-WebSocket-Protocol", subprotocol)?;
+            response
+                .headers_mut()
+                .set("Sec-WebSocket-Protocol", subprotocol)?;
         }
         Ok(response)
     }
 
-    async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> Result<()> {
+    async fn websocket_message(
+        &self,
+        ws: WebSocket,
+        message: WebSocketIncomingMessage,
+    ) -> Result<()> {
         let Some(attachment) = self.socket_attachment(&ws) else {
             return Ok(());
         };
@@ -156,7 +169,13 @@ impl DurableObject for Namespace {
         Ok(())
     }
 
-    async fn websocket_close(&self, ws: WebSocket, _code: usize, _reason: String, _clean: bool) -> Result<()> {
+    async fn websocket_close(
+        &self,
+        ws: WebSocket,
+        _code: usize,
+        _reason: String,
+        _clean: bool,
+    ) -> Result<()> {
         self.socket_closed(&ws).await;
         close_socket(&ws);
         Ok(())
@@ -206,7 +225,8 @@ impl Namespace {
         storage::create_schema(&sql).map_err(|error| format!("creating tables failed: {error}"))?;
         http::create_idempotency_table(&sql)
             .map_err(|error| format!("creating tables failed: {error}"))?;
-        let rows = storage::load_rows(&sql).map_err(|error| format!("reading rows failed: {error}"))?;
+        let rows =
+            storage::load_rows(&sql).map_err(|error| format!("reading rows failed: {error}"))?;
 
         let mut name = namespace.to_string();
         let mut sockets = HashMap::new();
@@ -230,12 +250,24 @@ impl Namespace {
         let mut broker = Broker::restore(config, rows, connections, now);
         broker.set_namespace_name(&name);
         broker.set_authentication(auth_env::broker_authentication(&self.env));
-        broker.set_observe_routed(!http.transports.is_empty() || !http.namespace_transports.is_empty());
-        console_log!("namespace {name}: broker started with {} open sockets", sockets.len());
+        broker.set_observe_routed(
+            !http.transports.is_empty() || !http.namespace_transports.is_empty(),
+        );
+        console_log!(
+            "namespace {name}: broker started with {} open sockets",
+            sockets.len()
+        );
         let feed = feed::Feed::new(now, http.recent_messages);
         let publish_bucket = TokenBucket::new(http.publish_rate_per_sec, http.publish_burst, now);
-        let mut loaded =
-            Loaded { broker, namespace: name, sockets, http, feed, publish_bucket, storage_failures: 0 };
+        let mut loaded = Loaded {
+            broker,
+            namespace: name,
+            sockets,
+            http,
+            feed,
+            publish_bucket,
+            storage_failures: 0,
+        };
         // Restoring can close connections whose records are unreadable.
         self.carry_out(&mut loaded);
         *self.loaded.borrow_mut() = Some(loaded);
@@ -263,7 +295,10 @@ impl Namespace {
                     if let Err(error) = storage::apply(&sql, op) {
                         loaded.storage_failures += 1;
                         // TODO: stop acknowledging when a write fails instead of only logging it.
-                        console_error!("namespace {}: storage write failed: {error}", loaded.namespace);
+                        console_error!(
+                            "namespace {}: storage write failed: {error}",
+                            loaded.namespace
+                        );
                     }
                 }
                 Output::Send { conn, bytes } => {
@@ -304,7 +339,10 @@ impl Namespace {
             return None;
         };
         if let Err(message) = self.ensure_loaded(&attachment.namespace) {
-            console_error!("namespace {}: cannot start: {message}", attachment.namespace);
+            console_error!(
+                "namespace {}: cannot start: {message}",
+                attachment.namespace
+            );
             close_socket(ws);
             return None;
         }
@@ -326,7 +364,11 @@ impl Namespace {
     /// later deadline waits for the current alarm, which reschedules it, so
     /// that a busy connection does not write an alarm on every packet.
     async fn schedule_alarm(&self) {
-        let next = self.loaded.borrow().as_ref().and_then(|loaded| loaded.broker.next_timeout());
+        let next = self
+            .loaded
+            .borrow()
+            .as_ref()
+            .and_then(|loaded| loaded.broker.next_timeout());
         let Some(next) = next else {
             return;
         };
@@ -360,7 +402,9 @@ fn choose_subprotocol(req: &Request) -> Result<Option<Option<&'static str>>> {
         return Ok(Some(None));
     };
     let offered: Vec<&str> = offered.split(',').map(str::trim).collect();
-    let chosen = SUBPROTOCOLS.into_iter().find(|name| offered.iter().any(|o| o.eq_ignore_ascii_case(name)));
+    let chosen = SUBPROTOCOLS
+        .into_iter()
+        .find(|name| offered.iter().any(|o| o.eq_ignore_ascii_case(name)));
     Ok(chosen.map(Some))
 }
 

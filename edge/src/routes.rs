@@ -60,7 +60,9 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     // Always set, so that a client cannot send its own grant.
     headers.set(GRANT_HEADER, &grant)?;
     headers.delete("Authorization")?;
-    let stub = env.durable_object(NAMESPACE_BINDING)?.get_by_name(&namespace)?;
+    let stub = env
+        .durable_object(NAMESPACE_BINDING)?
+        .get_by_name(&namespace)?;
     stub.fetch_with_request(req).await
 }
 
@@ -79,7 +81,9 @@ fn namespace_from_path(path: &str) -> Option<Option<String>> {
 fn valid_namespace(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= MAX_NAMESPACE_LEN
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn upgrade_headers() -> Result<worker::Headers> {
@@ -97,7 +101,10 @@ mod tests {
     fn path_maps_to_namespace() {
         assert_eq!(namespace_from_path("/mqtt"), Some(Some("default".into())));
         assert_eq!(namespace_from_path("/mqtt/"), Some(Some("default".into())));
-        assert_eq!(namespace_from_path("/mqtt/site-1"), Some(Some("site-1".into())));
+        assert_eq!(
+            namespace_from_path("/mqtt/site-1"),
+            Some(Some("site-1".into()))
+        );
         assert_eq!(namespace_from_path("/mqttx"), None);
         assert_eq!(namespace_from_path("/other"), None);
     }

@@ -45,7 +45,12 @@ pub fn apply(sql: &SqlStorage, op: StoreOp) -> worker::Result<()> {
     match op {
         StoreOp::Put { key, value } => sql.exec(
             "INSERT OR REPLACE INTO broker_rows (kind, owner, name, value) VALUES (?, ?, ?, ?)",
-            vec![key.kind.into(), key.owner.into(), key.name.into(), value.to_vec().into()],
+            vec![
+                key.kind.into(),
+                key.owner.into(),
+                key.name.into(),
+                value.to_vec().into(),
+            ],
         )?,
         StoreOp::Delete { key } => sql.exec(
             "DELETE FROM broker_rows WHERE kind = ? AND owner = ? AND name = ?",

@@ -18,6 +18,10 @@ use std::time::{Duration, Instant};
 /// sign their HS256 tokens with it.
 pub const TEST_HMAC_SECRET: &str = "interop-test-hmac-secret-0123456789abcdef";
 
+/// The `/admin/` bearer secret (`ADMIN_TOKEN`) of servers started with
+/// [`Wrangler::start_authenticated`]; other servers have none.
+pub const TEST_ADMIN_TOKEN: &str = "interop-test-admin-token-0123456789";
+
 /// How long `wrangler dev` may take to answer its first request.
 const START_TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -56,8 +60,9 @@ impl Wrangler {
 
     /// Starts the built Worker with anonymous clients rejected, so that
     /// every client needs a token signed with [`TEST_HMAC_SECRET`] (or a
-    /// configured public key), and `auth` (name, TOML value) replacing or
-    /// adding entries of the `[vars.AUTH]` table of `wrangler.toml`.
+    /// configured public key), the admin API open to [`TEST_ADMIN_TOKEN`],
+    /// and `auth` (name, TOML value) replacing or adding entries of the
+    /// `[vars.AUTH]` table of `wrangler.toml`.
     pub fn start_authenticated(persist_dir: &Path, auth: &[(&str, &str)]) -> Wrangler {
         Wrangler::launch(persist_dir, &[], false, auth)
     }
@@ -100,6 +105,7 @@ impl Wrangler {
             .arg(format!("AUTH_ANONYMOUS:{anonymous}"))
             .arg("--var")
             .arg(format!("AUTH_HMAC_SECRET:{TEST_HMAC_SECRET}"))
+            .args(admin_token_var(anonymous))
             .env("WRANGLER_SEND_METRICS", "false")
             .env("CI", "true")
             .stdin(Stdio::null())
@@ -200,6 +206,18 @@ impl Wrangler {
 impl Drop for Wrangler {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// The `--var` arguments that set `ADMIN_TOKEN`: none for servers with
+/// anonymous access, which keep the admin API closed as `make dev` does.
+fn admin_token_var(anonymous: bool) -> Vec<String> {
+    match anonymous {
+        true => Vec::new(),
+        false => vec![
+            "--var".to_string(),
+            format!("ADMIN_TOKEN:{TEST_ADMIN_TOKEN}"),
+        ],
     }
 }
 

@@ -99,7 +99,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let now_secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_secs());
+    let now_secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
     match mint(&options, &key_bytes, now_secs) {
         Ok(token) => {
             println!("{token}");
@@ -173,7 +175,11 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, String>
     if is_hmac != matches!(key, KeySource::SecretFile(_)) {
         return Err(format!(
             "--alg {algorithm:?} needs {}",
-            if is_hmac { "--secret-file" } else { "--key-file" }
+            if is_hmac {
+                "--secret-file"
+            } else {
+                "--key-file"
+            }
         ));
     }
     for filter in publish.iter().chain(&subscribe) {
@@ -186,7 +192,9 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, String>
         key,
         algorithm,
         sub: sub.filter(|sub| !sub.is_empty()).ok_or("missing --sub")?,
-        namespace: namespace.filter(|name| !name.is_empty()).ok_or("missing --namespace")?,
+        namespace: namespace
+            .filter(|name| !name.is_empty())
+            .ok_or("missing --namespace")?,
         publish,
         subscribe,
         ttl_secs,
@@ -203,7 +211,10 @@ fn claims(options: &Options, now_secs: u64) -> Map<String, Value> {
     let mut claims = Map::new();
     claims.insert("sub".into(), json!(options.sub));
     claims.insert("iat".into(), json!(now_secs));
-    claims.insert("exp".into(), json!(now_secs.saturating_add(options.ttl_secs)));
+    claims.insert(
+        "exp".into(),
+        json!(now_secs.saturating_add(options.ttl_secs)),
+    );
     if let Some(issuer) = &options.issuer {
         claims.insert("iss".into(), json!(issuer));
     }
@@ -357,7 +368,10 @@ mod tests {
             public_keys: vec![PublicKey::Pem(public_pem)],
             ..Settings::default()
         };
-        let grant = Verifier::new(settings, None).unwrap().verify(&token, NOW).unwrap();
+        let grant = Verifier::new(settings, None)
+            .unwrap()
+            .verify(&token, NOW)
+            .unwrap();
         assert_eq!(grant.namespace, "n1");
     }
 

@@ -18,7 +18,7 @@ use tokio_tungstenite::tungstenite::Error as WsError;
 use crate::mqtt::{run, WAIT};
 use crate::wire::{packet, Incoming, Publish, Version, Wire};
 
-pub const TESTS: &[(&str, fn() -> Result<(), Failed>)] = &[
+pub const TESTS: &[(&str, crate::OwnServerTestFn)] = &[
     ("auth_rejected_tokens_get_401_or_connack", rejected_tokens),
     ("auth_acl_limits_publish_subscribe_delivery", acl_enforced),
 ];

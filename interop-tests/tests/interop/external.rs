@@ -72,7 +72,16 @@ fn mqttjs_cli(server: &Wrangler) -> Result<(), Failed> {
     let root = repo_root();
     let cli = root.join("node_modules/.bin/mqtt");
     let port = server.port().to_string();
-    let common = ["-h", "127.0.0.1", "-p", &port, "-l", "ws", "--path", "/mqtt"];
+    let common = [
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-l",
+        "ws",
+        "--path",
+        "/mqtt",
+    ];
     let mut subscriber = Command::new(&cli)
         .args(["sub", "-t", "cli/#", "-v"])
         .args(common)
@@ -93,12 +102,21 @@ fn mqttjs_cli(server: &Wrangler) -> Result<(), Failed> {
     // first message shows up, at most for WAIT.
     let deadline = std::time::Instant::now() + WAIT;
     let result = loop {
-        let status = Command::new(&cli).args(["pub", "-t", "cli/greeting", "-m", "hello"]).args(common).status()?;
+        let status = Command::new(&cli)
+            .args(["pub", "-t", "cli/greeting", "-m", "hello"])
+            .args(common)
+            .status()?;
         if !status.success() {
             break Err(format!("mqtt pub exited with {status}").into());
         }
         match received.recv_timeout(Duration::from_millis(500)) {
-            Ok(line) => break if line == "cli/greeting hello" { Ok(()) } else { Err(format!("mqtt sub printed {line:?}").into()) },
+            Ok(line) => {
+                break if line == "cli/greeting hello" {
+                    Ok(())
+                } else {
+                    Err(format!("mqtt sub printed {line:?}").into())
+                }
+            }
             Err(_) if std::time::Instant::now() < deadline => continue,
             Err(_) => break Err(format!("mqtt sub printed nothing within {WAIT:?}").into()),
         }

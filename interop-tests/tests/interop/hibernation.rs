@@ -16,7 +16,7 @@ use libtest_mimic::Failed;
 use crate::mqtt::run;
 use crate::wire::{property, Connect, Incoming, Publish, Value, Version, Wire};
 
-pub const TESTS: &[(&str, fn() -> Result<(), Failed>)] = &[(
+pub const TESTS: &[(&str, crate::OwnServerTestFn)] = &[(
     "hibernation_keeps_sessions_inflight_and_retained",
     hibernation_keeps_state,
 )];

@@ -5,7 +5,7 @@
 //! The client below speaks just enough HTTP/1.1 for these tests: one
 //! request per connection, bodies with Content-Length or chunked.
 
-use interop_tests::Wrangler;
+use interop_tests::{Wrangler, TEST_ADMIN_TOKEN, TEST_HMAC_SECRET};
 use libtest_mimic::Failed;
 use rumqttc::QoS;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -48,9 +48,12 @@ pub const TESTS: &[(&str, crate::TestFn)] = &[
     ),
 ];
 
-/// Tests that start their own server, with `$SYS/broker/` status on.
-pub const OWN_SERVER_TESTS: &[(&str, fn() -> Result<(), Failed>)] =
-    &[("http_sys_status_counts_traffic", sys_status_counts_traffic)];
+/// Tests that start their own server: one with `$SYS/broker/` status on,
+/// one with anonymous access off and an admin bearer secret.
+pub const OWN_SERVER_TESTS: &[(&str, crate::OwnServerTestFn)] = &[
+    ("http_sys_status_counts_traffic", sys_status_counts_traffic),
+    ("http_api_token_and_admin_auth", token_and_admin_auth),
+];
 
 /// A received HTTP response.
 struct HttpResponse {
@@ -693,5 +696,70 @@ fn sys_status_counts_traffic() -> Result<(), Failed> {
                 return Err(format!("messages/received stayed at {value}").into());
             }
         }
+    })
+}
+
+/// Signs an HS256 token for namespace `default` that may publish to
+/// `publish` only, with the harness's HMAC key.
+fn publish_token(publish: &str) -> Result<String, Failed> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+    let claims = serde_json::json!({
+        "sub": "http-auth",
+        "exp": now.as_secs() + 600,
+        "mqtt_namespace": "default",
+        "mqtt_acl": {"publish": [publish], "subscribe": []},
+    });
+    let key = jsonwebtoken::EncodingKey::from_secret(TEST_HMAC_SECRET.as_bytes());
+    let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    Ok(jsonwebtoken::encode(&header, &claims, &key)?)
+}
+
+/// With anonymous access off, `POST /publish/...` needs a token whose ACL
+/// covers the topic, and `/admin/metrics` needs the admin bearer secret.
+fn token_and_admin_auth() -> Result<(), Failed> {
+    let persist = tempfile::tempdir()?;
+    let server = Wrangler::start_authenticated(persist.path(), &[]);
+    let port = server.port();
+    run(async move {
+        let path = "/publish/authtest/allowed";
+        let response = post(port, path, &[], b"x").await?;
+        assert_eq!(response.status, 401, "no token: {}", response.text());
+
+        let narrow = format!("Bearer {}", publish_token("authtest/other")?);
+        let response = post(port, path, &[("Authorization", &narrow)], b"x").await?;
+        assert_eq!(
+            response.status,
+            403,
+            "topic outside the ACL: {}",
+            response.text()
+        );
+
+        let good = format!("Bearer {}", publish_token("authtest/#")?);
+        let response = post(port, path, &[("Authorization", &good)], b"x").await?;
+        assert_eq!(response.status, 200, "good token: {}", response.text());
+
+        let metrics = "/admin/metrics?namespace=default";
+        let response = get(port, metrics).await?;
+        assert_eq!(response.status, 401, "no admin secret: {}", response.text());
+        assert!(
+            !response.text().contains("mqtt_"),
+            "metrics leaked past the gate"
+        );
+
+        let admin = format!("Bearer {TEST_ADMIN_TOKEN}");
+        let headers = [("Authorization", admin.as_str())];
+        let response = request(port, "GET", metrics, &headers, b"").await?;
+        assert_eq!(response.status, 200, "admin secret: {}", response.text());
+        let text = response.text();
+        assert!(
+            text.contains("# TYPE mqtt_connects_total counter"),
+            "not Prometheus text: {text}"
+        );
+        assert!(
+            text.contains("mqtt_messages_received_total{namespace=\"default\",qos=\"0\"} 1"),
+            "the accepted publish is not counted: {text}"
+        );
+        assert!(text.contains("mqtt_rate_limit_disconnects_total"), "{text}");
+        Ok(())
     })
 }

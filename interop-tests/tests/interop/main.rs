@@ -10,8 +10,10 @@ mod auth;
 mod external;
 mod hibernation;
 mod http;
+mod limits;
 mod mqtt;
 mod raw;
+mod reason_strings;
 mod restart;
 mod side_by_side;
 mod side_by_side_errors;
@@ -28,6 +30,10 @@ use libtest_mimic::{Arguments, Failed, Trial};
 /// A test: receives the shared server and returns an error to fail.
 type TestFn = fn(&Wrangler) -> Result<(), Failed>;
 
+/// A test that starts its own server: it needs other settings, or kills
+/// the runtime.
+type OwnServerTestFn = fn() -> Result<(), Failed>;
+
 fn main() {
     let args = Arguments::from_args();
     let persist = tempfile::tempdir().expect("creating a temporary folder failed");
@@ -36,7 +42,9 @@ fn main() {
     tests.extend(mqtt::TESTS);
     tests.extend(http::TESTS);
     tests.extend(raw::TESTS);
+    tests.extend(reason_strings::TESTS);
     tests.extend(external::TESTS);
+    tests.extend(limits::TESTS);
     tests.extend(side_by_side::TESTS);
     tests.extend(side_by_side_errors::TESTS);
     tests.extend(side_by_side_rumqttc::TESTS);
@@ -51,10 +59,31 @@ fn main() {
             Trial::test(name, move || test(&server))
         })
         .collect();
-    trials.extend(restart::TESTS.iter().map(|&(name, test)| Trial::test(name, test)));
-    trials.extend(http::OWN_SERVER_TESTS.iter().map(|&(name, test)| Trial::test(name, test)));
-    trials.extend(hibernation::TESTS.iter().map(|&(name, test)| Trial::test(name, test)));
-    trials.extend(auth::TESTS.iter().map(|&(name, test)| Trial::test(name, test)));
+    trials.extend(
+        restart::TESTS
+            .iter()
+            .map(|&(name, test)| Trial::test(name, test)),
+    );
+    trials.extend(
+        http::OWN_SERVER_TESTS
+            .iter()
+            .map(|&(name, test)| Trial::test(name, test)),
+    );
+    trials.extend(
+        hibernation::TESTS
+            .iter()
+            .map(|&(name, test)| Trial::test(name, test)),
+    );
+    trials.extend(
+        auth::TESTS
+            .iter()
+            .map(|&(name, test)| Trial::test(name, test)),
+    );
+    trials.extend(
+        limits::OWN_SERVER_TESTS
+            .iter()
+            .map(|&(name, test)| Trial::test(name, test)),
+    );
 
     let conclusion = libtest_mimic::run(&args, trials);
     match Arc::try_unwrap(server) {

@@ -15,9 +15,18 @@ pub const TESTS: &[(&str, crate::TestFn)] = &[
     ("rumqttc_qos0_and_qos1_roundtrip", qos0_and_qos1_roundtrip),
     ("rumqttc_delivery_at_lower_qos", delivery_at_lower_qos),
     ("rumqttc_wildcards", wildcards),
-    ("rumqttc_dollar_topics_skip_wildcards", dollar_topics_skip_wildcards),
-    ("rumqttc_retained_set_replace_clear", retained_set_replace_clear),
-    ("rumqttc_unsubscribe_stops_delivery", unsubscribe_stops_delivery),
+    (
+        "rumqttc_dollar_topics_skip_wildcards",
+        dollar_topics_skip_wildcards,
+    ),
+    (
+        "rumqttc_retained_set_replace_clear",
+        retained_set_replace_clear,
+    ),
+    (
+        "rumqttc_unsubscribe_stops_delivery",
+        unsubscribe_stops_delivery,
+    ),
     ("rumqttc_namespaces_are_isolated", namespaces_are_isolated),
 ];
 
@@ -92,16 +101,24 @@ pub fn run<T>(body: impl std::future::Future<Output = Result<T, Failed>>) -> Res
 fn qos0_and_qos1_roundtrip(server: &Wrangler) -> Result<(), Failed> {
     run(async {
         let mut subscriber = Client::connect(server, "/mqtt", "rt-sub").await?;
-        subscriber.subscribe("roundtrip/+", QoS::AtLeastOnce).await?;
+        subscriber
+            .subscribe("roundtrip/+", QoS::AtLeastOnce)
+            .await?;
         let mut publisher = Client::connect(server, "/mqtt", "rt-pub").await?;
 
-        publisher.client.publish("roundtrip/a", QoS::AtMostOnce, false, "zero").await?;
+        publisher
+            .client
+            .publish("roundtrip/a", QoS::AtMostOnce, false, "zero")
+            .await?;
         let message = subscriber.expect_publish().await?;
         assert_eq!(message.topic, "roundtrip/a");
         assert_eq!(&message.payload[..], b"zero");
         assert_eq!(message.qos, QoS::AtMostOnce);
 
-        publisher.client.publish("roundtrip/b", QoS::AtLeastOnce, false, "one").await?;
+        publisher
+            .client
+            .publish("roundtrip/b", QoS::AtLeastOnce, false, "one")
+            .await?;
         publisher.expect(|p| matches!(p, Packet::PubAck(_))).await?;
         let message = subscriber.expect_publish().await?;
         assert_eq!(message.topic, "roundtrip/b");
@@ -118,7 +135,10 @@ fn delivery_at_lower_qos(server: &Wrangler) -> Result<(), Failed> {
         let mut subscriber = Client::connect(server, "/mqtt", "lower-sub").await?;
         subscriber.subscribe("lower/qos", QoS::AtMostOnce).await?;
         let publisher = Client::connect(server, "/mqtt", "lower-pub").await?;
-        publisher.client.publish("lower/qos", QoS::AtLeastOnce, false, "x").await?;
+        publisher
+            .client
+            .publish("lower/qos", QoS::AtLeastOnce, false, "x")
+            .await?;
         let message = subscriber.expect_publish().await?;
         assert_eq!(message.qos, QoS::AtMostOnce, "granted QoS 0 caps delivery");
         Ok(())
@@ -134,17 +154,29 @@ fn wildcards(server: &Wrangler) -> Result<(), Failed> {
         let publisher = Client::connect(server, "/mqtt", "wild-pub").await?;
 
         // `wild/#` also matches the parent level `wild`.
-        publisher.client.publish("wild", QoS::AtMostOnce, false, "parent").await?;
+        publisher
+            .client
+            .publish("wild", QoS::AtMostOnce, false, "parent")
+            .await?;
         assert_eq!(multi.expect_publish().await?.topic, "wild");
 
-        publisher.client.publish("wild/x/leaf", QoS::AtMostOnce, false, "leaf").await?;
+        publisher
+            .client
+            .publish("wild/x/leaf", QoS::AtMostOnce, false, "leaf")
+            .await?;
         assert_eq!(multi.expect_publish().await?.topic, "wild/x/leaf");
         assert_eq!(single.expect_publish().await?.topic, "wild/x/leaf");
 
         // `+` matches exactly one level, so the next PUBLISH that reaches
         // `single` must be the marker, not `wild/x/y/leaf`.
-        publisher.client.publish("wild/x/y/leaf", QoS::AtMostOnce, false, "deep").await?;
-        publisher.client.publish("wild/marker/leaf", QoS::AtMostOnce, false, "marker").await?;
+        publisher
+            .client
+            .publish("wild/x/y/leaf", QoS::AtMostOnce, false, "deep")
+            .await?;
+        publisher
+            .client
+            .publish("wild/marker/leaf", QoS::AtMostOnce, false, "marker")
+            .await?;
         assert_eq!(single.expect_publish().await?.topic, "wild/marker/leaf");
         Ok(())
     })
@@ -159,11 +191,20 @@ fn dollar_topics_skip_wildcards(server: &Wrangler) -> Result<(), Failed> {
         explicit.subscribe("$app/#", QoS::AtMostOnce).await?;
         let publisher = Client::connect(server, "/mqtt/dollar", "dollar-pub").await?;
 
-        publisher.client.publish("$app/status", QoS::AtMostOnce, false, "hidden").await?;
+        publisher
+            .client
+            .publish("$app/status", QoS::AtMostOnce, false, "hidden")
+            .await?;
         assert_eq!(explicit.expect_publish().await?.topic, "$app/status");
-        publisher.client.publish("plain/status", QoS::AtMostOnce, false, "seen").await?;
+        publisher
+            .client
+            .publish("plain/status", QoS::AtMostOnce, false, "seen")
+            .await?;
         let first = everything.expect_publish().await?;
-        assert_eq!(first.topic, "plain/status", "a filter starting with a wildcard matched a $ topic");
+        assert_eq!(
+            first.topic, "plain/status",
+            "a filter starting with a wildcard matched a $ topic"
+        );
         Ok(())
     })
 }
@@ -172,33 +213,56 @@ fn retained_set_replace_clear(server: &Wrangler) -> Result<(), Failed> {
     run(async {
         let publisher = Client::connect(server, "/mqtt", "ret-pub").await?;
         let mut acks = publisher;
-        acks.client.publish("retained/state", QoS::AtLeastOnce, true, "first").await?;
+        acks.client
+            .publish("retained/state", QoS::AtLeastOnce, true, "first")
+            .await?;
         acks.expect(|p| matches!(p, Packet::PubAck(_))).await?;
-        acks.client.publish("retained/state", QoS::AtLeastOnce, true, "second").await?;
+        acks.client
+            .publish("retained/state", QoS::AtLeastOnce, true, "second")
+            .await?;
         acks.expect(|p| matches!(p, Packet::PubAck(_))).await?;
 
         let mut late = Client::connect(server, "/mqtt", "ret-late").await?;
         late.subscribe("retained/#", QoS::AtLeastOnce).await?;
         let message = late.expect_publish().await?;
         assert_eq!(message.topic, "retained/state");
-        assert_eq!(&message.payload[..], b"second", "a retained message replaces the previous one");
-        assert!(message.retain, "a retained message sent on subscribe carries RETAIN");
+        assert_eq!(
+            &message.payload[..],
+            b"second",
+            "a retained message replaces the previous one"
+        );
+        assert!(
+            message.retain,
+            "a retained message sent on subscribe carries RETAIN"
+        );
 
         // A live delivery to an existing subscription has RETAIN cleared.
-        acks.client.publish("retained/state", QoS::AtLeastOnce, true, "third").await?;
+        acks.client
+            .publish("retained/state", QoS::AtLeastOnce, true, "third")
+            .await?;
         let live = late.expect_publish().await?;
         assert_eq!(&live.payload[..], b"third");
-        assert!(!live.retain, "a live delivery must not carry RETAIN in 3.1.1");
+        assert!(
+            !live.retain,
+            "a live delivery must not carry RETAIN in 3.1.1"
+        );
 
         // An empty retained payload clears the topic.
-        acks.client.publish("retained/state", QoS::AtLeastOnce, true, "").await?;
+        acks.client
+            .publish("retained/state", QoS::AtLeastOnce, true, "")
+            .await?;
         acks.expect(|p| matches!(p, Packet::PubAck(_))).await?;
-        acks.client.publish("retained/marker", QoS::AtLeastOnce, true, "marker").await?;
+        acks.client
+            .publish("retained/marker", QoS::AtLeastOnce, true, "marker")
+            .await?;
         acks.expect(|p| matches!(p, Packet::PubAck(_))).await?;
         let mut after = Client::connect(server, "/mqtt", "ret-after").await?;
         after.subscribe("retained/#", QoS::AtLeastOnce).await?;
         let first = after.expect_publish().await?;
-        assert_eq!(first.topic, "retained/marker", "the cleared topic was still retained");
+        assert_eq!(
+            first.topic, "retained/marker",
+            "the cleared topic was still retained"
+        );
         Ok(())
     })
 }
@@ -209,10 +273,18 @@ fn unsubscribe_stops_delivery(server: &Wrangler) -> Result<(), Failed> {
         subscriber.subscribe("unsub/a", QoS::AtMostOnce).await?;
         subscriber.subscribe("unsub/b", QoS::AtMostOnce).await?;
         subscriber.client.unsubscribe("unsub/a").await?;
-        subscriber.expect(|p| matches!(p, Packet::UnsubAck(_))).await?;
+        subscriber
+            .expect(|p| matches!(p, Packet::UnsubAck(_)))
+            .await?;
         let publisher = Client::connect(server, "/mqtt", "unsub-pub").await?;
-        publisher.client.publish("unsub/a", QoS::AtMostOnce, false, "gone").await?;
-        publisher.client.publish("unsub/b", QoS::AtMostOnce, false, "kept").await?;
+        publisher
+            .client
+            .publish("unsub/a", QoS::AtMostOnce, false, "gone")
+            .await?;
+        publisher
+            .client
+            .publish("unsub/b", QoS::AtMostOnce, false, "kept")
+            .await?;
         assert_eq!(subscriber.expect_publish().await?.topic, "unsub/b");
         Ok(())
     })
@@ -225,12 +297,22 @@ fn namespaces_are_isolated(server: &Wrangler) -> Result<(), Failed> {
         let mut same = Client::connect(server, "/mqtt/iso-a", "iso-sub-a").await?;
         same.subscribe("iso/#", QoS::AtMostOnce).await?;
         let publisher = Client::connect(server, "/mqtt/iso-a", "iso-pub").await?;
-        publisher.client.publish("iso/x", QoS::AtMostOnce, false, "a only").await?;
+        publisher
+            .client
+            .publish("iso/x", QoS::AtMostOnce, false, "a only")
+            .await?;
         assert_eq!(same.expect_publish().await?.topic, "iso/x");
 
         let publisher_b = Client::connect(server, "/mqtt/iso-b", "iso-pub-b").await?;
-        publisher_b.client.publish("iso/marker", QoS::AtMostOnce, false, "b").await?;
-        assert_eq!(other.expect_publish().await?.topic, "iso/marker", "a message crossed namespaces");
+        publisher_b
+            .client
+            .publish("iso/marker", QoS::AtMostOnce, false, "b")
+            .await?;
+        assert_eq!(
+            other.expect_publish().await?.topic,
+            "iso/marker",
+            "a message crossed namespaces"
+        );
         Ok(())
     })
 }

@@ -17,16 +17,34 @@ use crate::mqtt::{run, WAIT};
 pub const TESTS: &[(&str, crate::TestFn)] = &[
     ("http_status_for_plain_get_and_unknown_paths", http_statuses),
     ("websocket_answers_mqtt_subprotocol", subprotocol_answered),
-    ("websocket_rejects_unknown_subprotocol", unknown_subprotocol_rejected),
-    ("raw_several_packets_in_one_message", several_packets_in_one_message),
+    (
+        "websocket_rejects_unknown_subprotocol",
+        unknown_subprotocol_rejected,
+    ),
+    (
+        "raw_several_packets_in_one_message",
+        several_packets_in_one_message,
+    ),
     ("raw_packet_split_over_messages", packet_split_over_messages),
-    ("raw_connack_unacceptable_protocol_level", connack_unacceptable_protocol_level),
-    ("raw_connack_identifier_rejected", connack_identifier_rejected),
-    ("raw_empty_client_id_with_clean_session", empty_client_id_with_clean_session),
+    (
+        "raw_connack_unacceptable_protocol_level",
+        connack_unacceptable_protocol_level,
+    ),
+    (
+        "raw_connack_identifier_rejected",
+        connack_identifier_rejected,
+    ),
+    (
+        "raw_empty_client_id_with_clean_session",
+        empty_client_id_with_clean_session,
+    ),
     ("raw_second_connect_closes", second_connect_closes),
     ("raw_keepalive_expiry_closes", keepalive_expiry_closes),
     ("raw_text_frame_closes", text_frame_closes),
-    ("raw_first_packet_not_connect_closes", first_packet_not_connect_closes),
+    (
+        "raw_first_packet_not_connect_closes",
+        first_packet_not_connect_closes,
+    ),
 ];
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -38,7 +56,9 @@ const PINGRESP: [u8; 2] = [0xD0, 0x00];
 /// Opens a WebSocket offering the `mqtt` subprotocol.
 async fn open(server: &Wrangler, path: &str) -> Result<Socket, Failed> {
     let mut request = server.ws_url(path).into_client_request()?;
-    request.headers_mut().insert("Sec-WebSocket-Protocol", "mqtt".parse()?);
+    request
+        .headers_mut()
+        .insert("Sec-WebSocket-Protocol", "mqtt".parse()?);
     let (socket, _) = tokio_tungstenite::connect_async(request).await?;
     Ok(socket)
 }
@@ -99,11 +119,15 @@ async fn read_bytes(socket: &mut Socket, count: usize) -> Result<Vec<u8>, Failed
     let mut received = Vec::new();
     while received.len() < count {
         match timeout(WAIT, socket.next()).await {
-            Err(_) => return Err(format!("received {received:02x?}, then nothing for {WAIT:?}").into()),
+            Err(_) => {
+                return Err(format!("received {received:02x?}, then nothing for {WAIT:?}").into())
+            }
             Ok(None) => return Err(format!("socket ended after {received:02x?}").into()),
             Ok(Some(message)) => match message? {
                 Message::Binary(data) => received.extend_from_slice(&data),
-                Message::Close(_) => return Err(format!("socket closed after {received:02x?}").into()),
+                Message::Close(_) => {
+                    return Err(format!("socket closed after {received:02x?}").into())
+                }
                 Message::Text(text) => return Err(format!("unexpected text frame {text:?}").into()),
                 _ => {}
             },
@@ -128,24 +152,46 @@ async fn expect_closed(socket: &mut Socket) -> Result<(), Failed> {
 
 fn http_statuses(server: &Wrangler) -> Result<(), Failed> {
     assert_eq!(server.http_get_status("/mqtt")?, 426, "plain GET on /mqtt");
-    assert_eq!(server.http_get_status("/mqtt/site-1")?, 426, "plain GET on a named namespace");
-    assert_eq!(server.http_get_status("/nothing-here")?, 404, "unknown path");
-    assert_eq!(server.http_get_status("/mqtt/bad.name")?, 400, "invalid namespace name");
+    assert_eq!(
+        server.http_get_status("/mqtt/site-1")?,
+        426,
+        "plain GET on a named namespace"
+    );
+    assert_eq!(
+        server.http_get_status("/nothing-here")?,
+        404,
+        "unknown path"
+    );
+    assert_eq!(
+        server.http_get_status("/mqtt/bad.name")?,
+        400,
+        "invalid namespace name"
+    );
     Ok(())
 }
 
 fn subprotocol_answered(server: &Wrangler) -> Result<(), Failed> {
     run(async {
         let mut request = server.ws_url("/mqtt").into_client_request()?;
-        request.headers_mut().insert("Sec-WebSocket-Protocol", "mqtt".parse()?);
+        request
+            .headers_mut()
+            .insert("Sec-WebSocket-Protocol", "mqtt".parse()?);
         let (_, response) = tokio_tungstenite::connect_async(request).await?;
-        let chosen = response.headers().get("Sec-WebSocket-Protocol").map(|v| v.to_str().unwrap_or(""));
+        let chosen = response
+            .headers()
+            .get("Sec-WebSocket-Protocol")
+            .map(|v| v.to_str().unwrap_or(""));
         assert_eq!(chosen, Some("mqtt"));
 
         let mut request = server.ws_url("/mqtt").into_client_request()?;
-        request.headers_mut().insert("Sec-WebSocket-Protocol", "mqttv3.1".parse()?);
+        request
+            .headers_mut()
+            .insert("Sec-WebSocket-Protocol", "mqttv3.1".parse()?);
         let (_, response) = tokio_tungstenite::connect_async(request).await?;
-        let chosen = response.headers().get("Sec-WebSocket-Protocol").map(|v| v.to_str().unwrap_or(""));
+        let chosen = response
+            .headers()
+            .get("Sec-WebSocket-Protocol")
+            .map(|v| v.to_str().unwrap_or(""));
         assert_eq!(chosen, Some("mqttv3.1"));
         Ok(())
     })
@@ -154,7 +200,9 @@ fn subprotocol_answered(server: &Wrangler) -> Result<(), Failed> {
 fn unknown_subprotocol_rejected(server: &Wrangler) -> Result<(), Failed> {
     run(async {
         let mut request = server.ws_url("/mqtt").into_client_request()?;
-        request.headers_mut().insert("Sec-WebSocket-Protocol", "chat".parse()?);
+        request
+            .headers_mut()
+            .insert("Sec-WebSocket-Protocol", "chat".parse()?);
         match tokio_tungstenite::connect_async(request).await {
             Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
                 assert_eq!(response.status().as_u16(), 400);
@@ -207,7 +255,9 @@ fn packet_split_over_messages(server: &Wrangler) -> Result<(), Failed> {
 fn connack_unacceptable_protocol_level(server: &Wrangler) -> Result<(), Failed> {
     run(async {
         let mut socket = open(server, "/mqtt").await?;
-        socket.send(Message::binary(connect(6, "raw-level", true, 60))).await?;
+        socket
+            .send(Message::binary(connect(6, "raw-level", true, 60)))
+            .await?;
         assert_eq!(read_bytes(&mut socket, 4).await?, [0x20, 0x02, 0x00, 0x01]);
         expect_closed(&mut socket).await
     })
@@ -216,7 +266,9 @@ fn connack_unacceptable_protocol_level(server: &Wrangler) -> Result<(), Failed> 
 fn connack_identifier_rejected(server: &Wrangler) -> Result<(), Failed> {
     run(async {
         let mut socket = open(server, "/mqtt").await?;
-        socket.send(Message::binary(connect(4, "", false, 60))).await?;
+        socket
+            .send(Message::binary(connect(4, "", false, 60)))
+            .await?;
         assert_eq!(read_bytes(&mut socket, 4).await?, [0x20, 0x02, 0x00, 0x02]);
         expect_closed(&mut socket).await
     })
@@ -225,7 +277,9 @@ fn connack_identifier_rejected(server: &Wrangler) -> Result<(), Failed> {
 fn empty_client_id_with_clean_session(server: &Wrangler) -> Result<(), Failed> {
     run(async {
         let mut socket = open(server, "/mqtt").await?;
-        socket.send(Message::binary(connect(4, "", true, 60))).await?;
+        socket
+            .send(Message::binary(connect(4, "", true, 60)))
+            .await?;
         assert_eq!(read_bytes(&mut socket, 4).await?, CONNACK_ACCEPTED);
         Ok(())
     })
@@ -234,9 +288,13 @@ fn empty_client_id_with_clean_session(server: &Wrangler) -> Result<(), Failed> {
 fn second_connect_closes(server: &Wrangler) -> Result<(), Failed> {
     run(async {
         let mut socket = open(server, "/mqtt").await?;
-        socket.send(Message::binary(connect(4, "raw-twice", true, 60))).await?;
+        socket
+            .send(Message::binary(connect(4, "raw-twice", true, 60)))
+            .await?;
         assert_eq!(read_bytes(&mut socket, 4).await?, CONNACK_ACCEPTED);
-        socket.send(Message::binary(connect(4, "raw-twice", true, 60))).await?;
+        socket
+            .send(Message::binary(connect(4, "raw-twice", true, 60)))
+            .await?;
         expect_closed(&mut socket).await
     })
 }
@@ -244,13 +302,18 @@ fn second_connect_closes(server: &Wrangler) -> Result<(), Failed> {
 fn keepalive_expiry_closes(server: &Wrangler) -> Result<(), Failed> {
     run(async {
         let mut socket = open(server, "/mqtt").await?;
-        socket.send(Message::binary(connect(4, "raw-keepalive", true, 1))).await?;
+        socket
+            .send(Message::binary(connect(4, "raw-keepalive", true, 1)))
+            .await?;
         assert_eq!(read_bytes(&mut socket, 4).await?, CONNACK_ACCEPTED);
         let connected = Instant::now();
         expect_closed(&mut socket).await?;
         // The broker allows one and a half keepalive periods of silence.
         let silent = connected.elapsed();
-        assert!(silent >= Duration::from_millis(1400), "closed after only {silent:?}");
+        assert!(
+            silent >= Duration::from_millis(1400),
+            "closed after only {silent:?}"
+        );
         Ok(())
     })
 }
@@ -258,7 +321,9 @@ fn keepalive_expiry_closes(server: &Wrangler) -> Result<(), Failed> {
 fn text_frame_closes(server: &Wrangler) -> Result<(), Failed> {
     run(async {
         let mut socket = open(server, "/mqtt").await?;
-        socket.send(Message::binary(connect(4, "raw-text", true, 60))).await?;
+        socket
+            .send(Message::binary(connect(4, "raw-text", true, 60)))
+            .await?;
         assert_eq!(read_bytes(&mut socket, 4).await?, CONNACK_ACCEPTED);
         socket.send(Message::text("PINGREQ")).await?;
         expect_closed(&mut socket).await

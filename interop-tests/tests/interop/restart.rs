@@ -11,7 +11,7 @@ use rumqttc::{Packet, QoS};
 use crate::mqtt::{run, Client, WAIT};
 use crate::wire::{Connect, Incoming, Publish, Version, Wire};
 
-pub const TESTS: &[(&str, fn() -> Result<(), Failed>)] = &[
+pub const TESTS: &[(&str, crate::OwnServerTestFn)] = &[
     ("restart_keeps_retained_messages", retained_survives_restart),
     (
         "restart_after_kill_delivers_acknowledged_messages",
