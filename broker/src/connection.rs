@@ -37,6 +37,9 @@ pub struct Connection {
     /// packet after CONNECT. Not kept in the record, so they start full
     /// again after hibernation.
     pub rate_limit: Option<RateLimit>,
+    /// The last record handed to the embedding, with the last-packet time
+    /// it contains. `None` until the first one.
+    saved: Option<(u64, Bytes)>,
 }
 
 /// The state of a connection once CONNECT is accepted.
@@ -70,6 +73,7 @@ impl Connection {
             session: None,
             grant: None,
             rate_limit: None,
+            saved: None,
         }
     }
 
@@ -97,9 +101,42 @@ impl Connection {
     /// within [`MAX_RECORD_SIZE`]: topic aliases are left out first, then the
     /// partial packet.
     pub fn encode_record(&self) -> Bytes {
+        self.encode_record_at(self.last_packet_ms)
+    }
+
+    /// Returns the record to save, or `None` while the saved one is still
+    /// good enough. Saving the attachment on every packet costs a
+    /// serialization across the Wasm boundary, so a record whose only change
+    /// is a later last-packet time is saved once per quarter keep alive.
+    /// After hibernation the keep alive deadline is then at most that much
+    /// early, still more than one keep alive after the real last packet.
+    pub fn record_to_save(&mut self) -> Option<Bytes> {
+        let step_ms = match &self.session {
+            Some(connected) if connected.keep_alive > 0 => u64::from(connected.keep_alive) * 250,
+            _ => u64::MAX,
+        };
+        let last_packet_ms = match &self.saved {
+            Some((saved_ms, _)) if self.last_packet_ms.saturating_sub(*saved_ms) < step_ms => {
+                *saved_ms
+            }
+            _ => self.last_packet_ms,
+        };
+        let record = self.encode_record_at(last_packet_ms);
+        if self
+            .saved
+            .as_ref()
+            .is_some_and(|(_, saved)| *saved == record)
+        {
+            return None;
+        }
+        self.saved = Some((last_packet_ms, record.clone()));
+        Some(record)
+    }
+
+    fn encode_record_at(&self, last_packet_ms: u64) -> Bytes {
         let mut header = RecordHeader {
             opened_ms: self.opened_ms,
-            last_packet_ms: self.last_packet_ms,
+            last_packet_ms,
             buffer_lost: self.buffer_lost,
             session: self.session.as_ref().map(ConnectedRecord::from),
             grant: self.grant.clone(),
@@ -155,6 +192,7 @@ impl Connection {
             session,
             grant: header.grant,
             rate_limit: None,
+            saved: None,
         })
     }
 }

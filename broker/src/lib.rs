@@ -377,8 +377,11 @@ impl Broker {
     /// Emits the record of every connection that changed.
     fn flush_records(&mut self) {
         for conn in std::mem::take(&mut self.changed_records) {
-            if let Some(connection) = self.connections.get(&conn) {
-                let record = connection.encode_record();
+            let record = self
+                .connections
+                .get_mut(&conn)
+                .and_then(Connection::record_to_save);
+            if let Some(record) = record {
                 self.outputs
                     .push_back(Output::SaveConnection { conn, record });
             }

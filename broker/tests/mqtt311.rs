@@ -510,6 +510,49 @@ fn restore_keeps_keepalive_deadline() {
 }
 
 #[test]
+fn busy_connection_saves_record_once_per_quarter_keepalive() {
+    let mut h = Harness::new();
+    let mut connect = connect_packet("c1", V3_1_1, true);
+    connect.keep_alive = 20;
+    let (conn, _) = h.connect_with(connect);
+    let saved_after_connect = h.records_saved;
+
+    // A quarter of the 20 s keep alive is 5 s: pings within it change only
+    // the last-packet time, so no record is saved.
+    for _ in 0..40 {
+        h.advance(100);
+        h.send(conn, Packet::PingReq);
+    }
+    assert_eq!(h.records_saved, saved_after_connect);
+
+    h.advance(1_100);
+    h.send(conn, Packet::PingReq);
+    assert_eq!(h.records_saved, saved_after_connect + 1);
+}
+
+#[test]
+fn restore_after_unsaved_packets_allows_a_keepalive() {
+    let mut h = Harness::new();
+    let mut connect = connect_packet("c1", V3_1_1, true);
+    connect.keep_alive = 20;
+    let (conn, _) = h.connect_with(connect);
+    let connected_at = h.now;
+    h.advance(4_000);
+    h.send(conn, Packet::PingReq);
+    let last_packet = h.now;
+    h.hibernate();
+
+    // The record still has the CONNECT time, so the deadline comes up to a
+    // quarter keep alive early, but never within one keep alive of the
+    // last packet.
+    let deadline = h.broker.next_timeout();
+    assert_eq!(deadline, Some(connected_at + 30_000));
+    assert!(deadline.is_some_and(|at| at >= last_packet + 20_000));
+    h.advance(20_000);
+    assert!(!h.is_closed(conn));
+}
+
+#[test]
 fn restore_continues_connection_ids() {
     let mut h = Harness::new();
     let first = h.connect("c1", V3_1_1);

@@ -33,6 +33,8 @@ pub struct Harness {
     pub now: u64,
     pub rows: BTreeMap<(String, String, String), Bytes>,
     pub records: BTreeMap<ConnId, Bytes>,
+    /// How many connection records the broker has output.
+    pub records_saved: usize,
     pub versions: BTreeMap<ConnId, ProtocolVersion>,
     pub inbox: BTreeMap<ConnId, VecDeque<Packet>>,
     pub closed: BTreeSet<ConnId>,
@@ -52,6 +54,7 @@ impl Harness {
             now: START_MS,
             rows: BTreeMap::new(),
             records: BTreeMap::new(),
+            records_saved: 0,
             versions: BTreeMap::new(),
             inbox: BTreeMap::new(),
             closed: BTreeSet::new(),
@@ -79,6 +82,7 @@ impl Harness {
                         record.len()
                     );
                     self.records.insert(conn, record);
+                    self.records_saved += 1;
                 }
             }
         }
