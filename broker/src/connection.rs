@@ -96,10 +96,8 @@ impl Connection {
         }
     }
 
-    /// Encodes the record kept in the WebSocket attachment: a 4-byte length,
-    /// a JSON header, then the partial packet as raw bytes. The record stays
-    /// within [`MAX_RECORD_SIZE`]: topic aliases are left out first, then the
-    /// partial packet.
+    /// Encodes the record with the current last-packet time.
+    #[cfg(test)]
     pub fn encode_record(&self) -> Bytes {
         self.encode_record_at(self.last_packet_ms)
     }
@@ -133,6 +131,10 @@ impl Connection {
         Some(record)
     }
 
+    /// Encodes the record kept in the WebSocket attachment: a 4-byte length,
+    /// a JSON header, then the partial packet as raw bytes. The record stays
+    /// within [`MAX_RECORD_SIZE`]: topic aliases are left out first, then the
+    /// partial packet.
     fn encode_record_at(&self, last_packet_ms: u64) -> Bytes {
         let mut header = RecordHeader {
             opened_ms: self.opened_ms,

@@ -38,6 +38,10 @@ pub struct HttpSettings {
     pub namespace_transports: BTreeMap<String, Vec<Transport>>,
     /// Seconds between SSE heartbeat comments.
     pub sse_heartbeat_secs: u64,
+    /// Seconds after which the broker ends an SSE stream. The client's
+    /// EventSource reconnects with `Last-Event-ID`, and a stream whose
+    /// client left unnoticed stops keeping the object in memory.
+    pub sse_max_stream_secs: u64,
     /// Maximum wait of one long poll, in seconds.
     pub poll_max_wait_secs: u64,
     /// Messages kept in memory for `/poll` cursors and SSE `Last-Event-ID`.
@@ -54,6 +58,7 @@ impl Default for HttpSettings {
             transports: vec![Transport::Sse, Transport::Poll],
             namespace_transports: BTreeMap::new(),
             sse_heartbeat_secs: 15,
+            sse_max_stream_secs: 300,
             poll_max_wait_secs: 25,
             recent_messages: 1000,
         }

@@ -67,11 +67,38 @@ impl Wrangler {
         Wrangler::launch(persist_dir, &[], false, auth)
     }
 
+    /// Starts the built Worker with `http` (name, TOML value) as its
+    /// `[vars.HTTP]` settings table.
+    pub fn start_with_http(persist_dir: &Path, http: &[(&str, &str)]) -> Wrangler {
+        let table: String = http
+            .iter()
+            .map(|(name, value)| format!("{name} = {value}\n"))
+            .collect();
+        Wrangler::launch_with(
+            persist_dir,
+            &[],
+            true,
+            &[],
+            &format!("\n[vars.HTTP]\n{table}"),
+        )
+    }
+
     fn launch(
         persist_dir: &Path,
         vars: &[(&str, &str)],
         anonymous: bool,
         auth: &[(&str, &str)],
+    ) -> Wrangler {
+        Wrangler::launch_with(persist_dir, vars, anonymous, auth, "")
+    }
+
+    /// Starts the server; `extra` is appended to the configuration.
+    fn launch_with(
+        persist_dir: &Path,
+        vars: &[(&str, &str)],
+        anonymous: bool,
+        auth: &[(&str, &str)],
+        extra: &str,
     ) -> Wrangler {
         let root = repo_root();
         let work_dir = tempfile::tempdir().expect("creating a temporary folder failed");
@@ -83,7 +110,8 @@ impl Wrangler {
         copy_dir(&root.join("edge/build"), &build)
             .expect("copying edge/build failed; run `make build`");
         let main = build.join("worker/shim.mjs");
-        let config = with_auth_settings(test_config(&root, &main, vars), auth);
+        let mut config = with_auth_settings(test_config(&root, &main, vars), auth);
+        config.push_str(extra);
         fs::write(&config_path, config).expect("writing the test wrangler.toml failed");
 
         let port = free_port();

@@ -171,7 +171,10 @@ impl Feed {
 
     /// Number of open SSE streams.
     pub fn listener_count(&self) -> usize {
-        self.listeners.len()
+        self.listeners
+            .values()
+            .filter(|listener| !listener.sender.is_closed())
+            .count()
     }
 }
 

@@ -82,9 +82,18 @@ impl Namespace {
         log_info(namespace, "sse stream opened", opened);
 
         let heartbeat = Duration::from_secs(settings.sse_heartbeat_secs.max(1));
+        let max_stream = Duration::from_secs(settings.sse_max_stream_secs.max(1));
         worker::wasm_bindgen_futures::spawn_local(async move {
+            let mut streamed = Duration::ZERO;
             loop {
                 Delay::from(heartbeat).await;
+                streamed += heartbeat;
+                if streamed >= max_stream {
+                    // Closing the channel ends the response for every
+                    // sender, including the feed's listener.
+                    sender.close_channel();
+                    return;
+                }
                 if sender
                     .unbounded_send(Ok(b": heartbeat\n\n".to_vec()))
                     .is_err()

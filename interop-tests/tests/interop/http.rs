@@ -5,6 +5,8 @@
 //! The client below speaks just enough HTTP/1.1 for these tests: one
 //! request per connection, bodies with Content-Length or chunked.
 
+use std::time::Duration;
+
 use interop_tests::{Wrangler, TEST_ADMIN_TOKEN, TEST_HMAC_SECRET};
 use libtest_mimic::Failed;
 use rumqttc::QoS;
@@ -53,7 +55,58 @@ pub const TESTS: &[(&str, crate::TestFn)] = &[
 pub const OWN_SERVER_TESTS: &[(&str, crate::OwnServerTestFn)] = &[
     ("http_sys_status_counts_traffic", sys_status_counts_traffic),
     ("http_api_token_and_admin_auth", token_and_admin_auth),
+    (
+        "http_sse_stream_ends_after_maximum",
+        sse_stream_ends_after_maximum,
+    ),
 ];
+
+/// The broker ends an SSE stream after `sse_max_stream_secs`, so that a
+/// stream whose client left unnoticed cannot keep the object in memory.
+fn sse_stream_ends_after_maximum() -> Result<(), Failed> {
+    let persist = tempfile::tempdir()?;
+    let server = Wrangler::start_with_http(
+        persist.path(),
+        &[("sse_heartbeat_secs", "1"), ("sse_max_stream_secs", "2")],
+    );
+    run(async {
+        let mut stream = TcpStream::connect(("127.0.0.1", server.port())).await?;
+        let request = "GET /sse?filter=ends/%23 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+        stream.write_all(request.as_bytes()).await?;
+        let opened = Instant::now();
+
+        // The chunked response ends with a zero-length chunk; some proxies
+        // close the connection instead.
+        let mut received = Vec::new();
+        let mut chunk = [0u8; 1024];
+        let ended = timeout(Duration::from_secs(20), async {
+            loop {
+                let read = stream.read(&mut chunk).await?;
+                received.extend_from_slice(&chunk[..read]);
+                if read == 0 || received.ends_with(b"\r\n0\r\n\r\n") {
+                    return Ok::<_, std::io::Error>(());
+                }
+            }
+        })
+        .await;
+        let text = String::from_utf8_lossy(&received).into_owned();
+        assert!(
+            ended.is_ok(),
+            "the SSE stream was still open after 20 s:\n{text}"
+        );
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        assert!(
+            text.contains(": heartbeat"),
+            "no heartbeat before the end:\n{text}"
+        );
+        let lasted = opened.elapsed();
+        assert!(
+            lasted >= Duration::from_secs(2),
+            "ended after only {lasted:?}"
+        );
+        Ok(())
+    })
+}
 
 /// A received HTTP response.
 struct HttpResponse {
