@@ -33,7 +33,49 @@ pub const OWN_SERVER_TESTS: &[(&str, crate::OwnServerTestFn)] = &[
         "limits_connections_per_namespace",
         connections_per_namespace,
     ),
+    (
+        "limits_offline_queue_drops_newest",
+        offline_queue_drops_newest,
+    ),
 ];
+
+/// A persistent session queues at most `max_queued_messages` while its
+/// client is offline; the messages beyond that are dropped, newest first.
+fn offline_queue_drops_newest() -> Result<(), Failed> {
+    let persist = tempfile::tempdir()?;
+    let server = Wrangler::start(persist.path(), &[("max_queued_messages", "3")]);
+    run(async {
+        let address = server.address("/mqtt/limits-queue");
+        let session = Connect::new("limits-queue-sub").clean(false);
+        let mut subscriber = Wire::connected(&address, Version::V311, &session).await?;
+        subscriber
+            .subscribe(1, &[("limits/queue", 1)], &Properties::default())
+            .await?;
+        subscriber.disconnect(0).await?;
+
+        let publisher_id = Connect::new("limits-queue-pub");
+        let mut publisher = Wire::connected(&address, Version::V311, &publisher_id).await?;
+        for number in 1..=5u16 {
+            let payload = format!("m{number}");
+            let publish = Publish::new("limits/queue", payload.as_bytes(), 1, number);
+            publisher.publish_acknowledged(&publish).await?;
+        }
+
+        let mut subscriber = Wire::connected(&address, Version::V311, &session).await?;
+        let mut received = Vec::new();
+        for _ in 0..3 {
+            received.push(subscriber.expect_publish().await?.text());
+        }
+        assert_eq!(received, ["m1", "m2", "m3"]);
+
+        // The next message the session gets must be a live one: m4 and m5
+        // were dropped when the queue was full.
+        let marker = Publish::new("limits/queue", b"live", 1, 6);
+        publisher.publish_acknowledged(&marker).await?;
+        assert_eq!(subscriber.expect_publish().await?.text(), "live");
+        Ok(())
+    })
+}
 
 /// MQTT 5.0 reason codes the tests expect.
 const PACKET_TOO_LARGE: u8 = 0x95;
