@@ -15,6 +15,7 @@ use tokio::net::TcpStream;
 use tokio::time::{timeout, Instant};
 
 use crate::mqtt::{run, Client, WAIT};
+use crate::wire::{Connect, Incoming, Properties, Version, Wire};
 
 pub const TESTS: &[(&str, crate::TestFn)] = &[
     (
@@ -59,7 +60,77 @@ pub const OWN_SERVER_TESTS: &[(&str, crate::OwnServerTestFn)] = &[
         "http_sse_stream_ends_after_maximum",
         sse_stream_ends_after_maximum,
     ),
+    (
+        "http_admin_lists_and_disconnects_clients",
+        admin_lists_and_disconnects,
+    ),
 ];
+
+/// The admin API lists a client while it is connected, shows its
+/// subscriptions, disconnects it with 0x98, and stops listing its ended
+/// clean session.
+fn admin_lists_and_disconnects() -> Result<(), Failed> {
+    let persist = tempfile::tempdir()?;
+    let server = Wrangler::start_authenticated(persist.path(), &[]);
+    let port = server.port();
+    run(async move {
+        let admin = format!("Bearer {TEST_ADMIN_TOKEN}");
+        let headers = [("Authorization", admin.as_str())];
+        let clients = "/admin/clients?namespace=default";
+
+        let token = client_token("admin-listed", "admin/#")?;
+        let address = server.address(&format!("/mqtt?token={token}"));
+        let connect = Connect::new("admin-listed");
+        let mut client = Wire::connected(&address, Version::V5, &connect).await?;
+        client
+            .subscribe(1, &[("admin/x", 1)], &Properties::default())
+            .await?;
+
+        let listing = request(port, "GET", clients, &headers, b"").await?;
+        assert_eq!(listing.status, 200, "{}", listing.text());
+        assert!(
+            listing.text().contains(r#""client_id":"admin-listed""#),
+            "connected client not listed: {}",
+            listing.text()
+        );
+
+        let one = "/admin/clients/admin-listed?namespace=default";
+        let detail = request(port, "GET", one, &headers, b"").await?;
+        assert_eq!(detail.status, 200, "{}", detail.text());
+        assert!(detail.text().contains("admin/x"), "{}", detail.text());
+
+        let kick = "/admin/clients/admin-listed/disconnect?namespace=default";
+        let kicked = request(port, "POST", kick, &headers, b"").await?;
+        assert_eq!(kicked.status, 200, "{}", kicked.text());
+        match client.expect_closed_with().await? {
+            Some(Incoming::Disconnect { reason, .. }) => assert_eq!(reason, 0x98),
+            other => return Err(format!("expected DISCONNECT 0x98, got {other:?}").into()),
+        }
+
+        let listing = request(port, "GET", clients, &headers, b"").await?;
+        assert!(
+            !listing.text().contains("admin-listed"),
+            "ended clean session still listed: {}",
+            listing.text()
+        );
+        Ok(())
+    })
+}
+
+/// A token for `client_id` in the default namespace that may publish and
+/// subscribe under `filter`.
+fn client_token(client_id: &str, filter: &str) -> Result<String, Failed> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+    let claims = serde_json::json!({
+        "sub": client_id,
+        "exp": now.as_secs() + 600,
+        "mqtt_namespace": "default",
+        "mqtt_acl": {"publish": [filter], "subscribe": [filter]},
+    });
+    let key = jsonwebtoken::EncodingKey::from_secret(TEST_HMAC_SECRET.as_bytes());
+    let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    Ok(jsonwebtoken::encode(&header, &claims, &key)?)
+}
 
 /// The broker ends an SSE stream after `sse_max_stream_secs`, so that a
 /// stream whose client left unnoticed cannot keep the object in memory.
