@@ -205,20 +205,7 @@ impl Wrangler {
     /// Stops the server: SIGTERM to its process group, then SIGKILL if it
     /// is still running after five seconds.
     pub fn stop(&mut self) {
-        let group = -(self.child.id() as i32);
-        // SAFETY: kill(2) with a negative pid signals the process group that
-        // `process_group(0)` created for this child; it touches no memory.
-        unsafe { libc::kill(group, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        // SAFETY: as above; the group may already be gone, which is harmless.
-        unsafe { libc::kill(group, libc::SIGKILL) };
-        let _ = self.child.wait();
+        stop_process_group(&mut self.child);
     }
 
     /// Kills the server at once, as a crash would, leaving `persist_dir` as
@@ -266,6 +253,26 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Stops a child started with `process_group(0)` and everything it spawned
+/// (wrangler starts workerd): SIGTERM to the group, then SIGKILL if the
+/// child is still running after five seconds.
+pub fn stop_process_group(child: &mut Child) {
+    let group = -(child.id() as i32);
+    // SAFETY: kill(2) with a negative pid signals the process group that
+    // `process_group(0)` created for this child; it touches no memory.
+    unsafe { libc::kill(group, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: as above; the group may already be gone, which is harmless.
+    unsafe { libc::kill(group, libc::SIGKILL) };
+    let _ = child.wait();
 }
 
 /// The repository's `wrangler.toml` without its `[build]` table (the tests

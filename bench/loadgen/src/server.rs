@@ -216,20 +216,7 @@ impl Server {
 
     /// Stops the process group: SIGTERM, then SIGKILL after five seconds.
     pub fn stop(&mut self) {
-        let group = -(self.child.id() as i32);
-        // SAFETY: kill(2) with a negative pid signals the process group that
-        // `process_group(0)` created for this child; it touches no memory.
-        unsafe { libc::kill(group, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        // SAFETY: as above; the group may already be gone, which is harmless.
-        unsafe { libc::kill(group, libc::SIGKILL) };
-        let _ = self.child.wait();
+        interop_tests::stop_process_group(&mut self.child);
     }
 }
 
