@@ -215,6 +215,7 @@ impl Namespace {
             if loaded.namespace.is_empty() && !namespace.is_empty() {
                 loaded.namespace = namespace.to_string();
                 loaded.broker.set_namespace_name(namespace);
+                self.save_name(namespace);
             }
             return Ok(());
         }
@@ -245,6 +246,15 @@ impl Namespace {
             connections.push((conn, attachment.record.into()));
             sockets.insert(conn, ws);
         }
+        let stored_name = storage::load_namespace_name(&sql).unwrap_or_else(|error| {
+            console_error!("reading the namespace name failed: {error}");
+            None
+        });
+        if name.is_empty() {
+            name = stored_name.clone().unwrap_or_default();
+        } else if stored_name.as_deref() != Some(name.as_str()) {
+            self.save_name(&name);
+        }
 
         let now = Date::now().as_millis();
         let mut broker = Broker::restore(config, rows, connections, now);
@@ -272,6 +282,14 @@ impl Namespace {
         self.carry_out(&mut loaded);
         *self.loaded.borrow_mut() = Some(loaded);
         Ok(())
+    }
+
+    /// Saves the namespace's name for wakes that carry no request.
+    fn save_name(&self, name: &str) {
+        let sql = self.state.storage().sql();
+        if let Err(error) = storage::save_namespace_name(&sql, name) {
+            console_error!("namespace {name}: saving its name failed: {error}");
+        }
     }
 
     /// Runs `event` on the broker, then carries out everything it output.

@@ -14,9 +14,36 @@ const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS broker_rows (
     PRIMARY KEY (kind, owner, name)
 ) WITHOUT ROWID";
 
-/// Creates the table if this object has never stored anything.
+/// The namespace's own name, one row at most. A Durable Object is not told
+/// the name it was created with, and an alarm carries no request to read it
+/// from.
+const CREATE_NAME_TABLE: &str = "CREATE TABLE IF NOT EXISTS namespace_name (name TEXT NOT NULL)";
+
+/// Creates the tables if this object has never stored anything.
 pub fn create_schema(sql: &SqlStorage) -> worker::Result<()> {
     sql.exec(CREATE_TABLE, None)?;
+    sql.exec(CREATE_NAME_TABLE, None)?;
+    Ok(())
+}
+
+/// Reads the name saved by [`save_namespace_name`], if any.
+pub fn load_namespace_name(sql: &SqlStorage) -> worker::Result<Option<String>> {
+    let cursor = sql.exec("SELECT name FROM namespace_name LIMIT 1", None)?;
+    for columns in cursor.raw() {
+        if let Some(SqlStorageValue::String(name)) = columns?.into_iter().next() {
+            return Ok(Some(name));
+        }
+    }
+    Ok(None)
+}
+
+/// Saves the namespace's name, replacing any earlier one.
+pub fn save_namespace_name(sql: &SqlStorage, name: &str) -> worker::Result<()> {
+    sql.exec("DELETE FROM namespace_name", None)?;
+    sql.exec(
+        "INSERT INTO namespace_name (name) VALUES (?)",
+        vec![name.into()],
+    )?;
     Ok(())
 }
 

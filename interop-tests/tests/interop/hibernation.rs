@@ -16,10 +16,54 @@ use libtest_mimic::Failed;
 use crate::mqtt::run;
 use crate::wire::{property, Connect, Incoming, Publish, Value, Version, Wire};
 
-pub const TESTS: &[(&str, crate::OwnServerTestFn)] = &[(
-    "hibernation_keeps_sessions_inflight_and_retained",
-    hibernation_keeps_state,
-)];
+pub const TESTS: &[(&str, crate::OwnServerTestFn)] = &[
+    (
+        "hibernation_keeps_sessions_inflight_and_retained",
+        hibernation_keeps_state,
+    ),
+    (
+        "hibernation_alarm_wake_knows_namespace",
+        alarm_wake_knows_namespace,
+    ),
+];
+
+/// An alarm that wakes an evicted object with no socket open still knows
+/// the namespace's name, which the object saved when a request named it.
+///
+/// The only session expires 27 s after its client leaves, so its alarm
+/// fires after the object was evicted.
+fn alarm_wake_knows_namespace() -> Result<(), Failed> {
+    let persist = tempfile::tempdir()?;
+    let server = Wrangler::start(persist.path(), &[]);
+    let namespace = "hibernate-named";
+    let address = server.address(&format!("/mqtt/{namespace}"));
+    run(async {
+        let client = Wire::connected(&address, V5, &idle_client("hib-named", true, 27)).await?;
+        client.disconnect(0).await?;
+        Ok(())
+    })?;
+
+    // The first start, for the upgrade, logs the same line; the wake is the
+    // second one.
+    let started = format!("namespace {namespace}: broker started with 0 open sockets");
+    let deadline = Instant::now() + HIBERNATION_TIMEOUT;
+    while Instant::now() < deadline {
+        let starts = server
+            .log()
+            .lines()
+            .filter(|line| line.contains(&started))
+            .count();
+        if starts >= 2 {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Err(format!(
+        "no wake of {namespace} with its name within {HIBERNATION_TIMEOUT:?}:\n{}",
+        server.log()
+    )
+    .into())
+}
 
 /// How long the test waits for the broker to be rebuilt with open sockets.
 const HIBERNATION_TIMEOUT: Duration = Duration::from_secs(60);
