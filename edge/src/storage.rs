@@ -14,9 +14,9 @@ const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS broker_rows (
     PRIMARY KEY (kind, owner, name)
 ) WITHOUT ROWID";
 
-/// The namespace's own name, one row at most. A Durable Object is not told
-/// the name it was created with, and an alarm carries no request to read it
-/// from.
+/// The namespace's own name, one row at most. The object otherwise learns
+/// its name from a request header or a socket attachment, and an alarm that
+/// wakes it with no socket open brings neither.
 const CREATE_NAME_TABLE: &str = "CREATE TABLE IF NOT EXISTS namespace_name (name TEXT NOT NULL)";
 
 /// Creates the tables if this object has never stored anything.
