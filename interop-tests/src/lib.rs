@@ -238,7 +238,8 @@ fn admin_token_var(anonymous: bool) -> Vec<String> {
 
 /// Copies the files and folders of `from` into `to`, except hidden ones
 /// (worker-build's `.tmp`).
-fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+/// Copies the folder `from` to `to`, leaving out hidden files.
+pub fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
     fs::create_dir_all(to)?;
     for entry in fs::read_dir(from)? {
         let entry = entry?;
@@ -278,13 +279,28 @@ pub fn stop_process_group(child: &mut Child) {
     let _ = child.wait();
 }
 
-/// The repository's `wrangler.toml` without its `[build]` table (the tests
-/// run on the Worker that `make build` made), with `main` set to the
-/// absolute path `main` and with `vars` replacing entries of the `MQTT`
-/// settings table.
+/// The repository's `wrangler.toml` prepared by [`local_config`] for the
+/// tests, which run on the Worker that `make build` made.
 fn test_config(root: &Path, main: &Path, vars: &[(&str, &str)]) -> String {
     let original =
         fs::read_to_string(root.join("wrangler.toml")).expect("reading wrangler.toml failed");
+    // Every test client comes from 127.0.0.1, one address, and the whole
+    // suite opens far more than the production limit of connections per
+    // address in ten seconds.
+    local_config(&original, main, TEST_RATE_LIMIT, vars)
+}
+
+/// Rewrites a wrangler configuration for a run on a prebuilt Worker: drops
+/// the `[build]` table, sets `main` to the absolute path `main`, replaces the
+/// `simple` line of every `[[ratelimits]]` table with `rate_limit`, and sets
+/// `vars` (name, TOML value) in the `[vars.MQTT]` table, replacing entries of
+/// the same names.
+pub fn local_config(
+    original: &str,
+    main: &Path,
+    rate_limit: &str,
+    vars: &[(&str, &str)],
+) -> String {
     let mut out = String::new();
     let mut table = String::new();
     for line in original.lines() {
@@ -303,11 +319,8 @@ fn test_config(root: &Path, main: &Path, vars: &[(&str, &str)]) -> String {
         if table == "[build]" {
             continue;
         }
-        // Every test client comes from 127.0.0.1, one address, and the whole
-        // suite opens far more than the production limit of connections per
-        // address in ten seconds.
         if table == "[[ratelimits]]" && trimmed.starts_with("simple") {
-            out.push_str(TEST_RATE_LIMIT);
+            out.push_str(rate_limit);
             out.push('\n');
             continue;
         }

@@ -371,27 +371,13 @@ fn copy_build(config: &Path, work_dir: &Path) -> Result<PathBuf, String> {
         .strip_prefix(build)
         .map_err(|error| format!("{}: {error}", main.display()))?;
     let copy = work_dir.join("build");
-    copy_dir(build, &copy).map_err(|error| {
+    interop_tests::copy_dir(build, &copy).map_err(|error| {
         format!(
             "copying {} failed: {error}; run `make build` first",
             build.display()
         )
     })?;
     Ok(copy.join(relative))
-}
-
-fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
-    fs::create_dir_all(to)?;
-    for entry in fs::read_dir(from)? {
-        let entry = entry?;
-        let target = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
-            copy_dir(&entry.path(), &target)?;
-        } else {
-            fs::copy(entry.path(), target)?;
-        }
-    }
-    Ok(())
 }
 
 /// `config` without its `[build]` table, with `main` replaced by the
@@ -401,29 +387,12 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
 fn config_without_build(config: &Path, main: &Path) -> Result<String, String> {
     let original = fs::read_to_string(config)
         .map_err(|error| format!("reading {} failed: {error}", config.display()))?;
-    let mut out = String::new();
-    let mut table = String::new();
-    for line in original.lines() {
-        let trimmed = line.trim();
-        if trimmed.starts_with('[') {
-            table = trimmed.to_string();
-        }
-        if table == "[build]" {
-            continue;
-        }
-        if table == "[[ratelimits]]" && trimmed.starts_with("simple") {
-            out.push_str(BENCH_RATE_LIMIT);
-            out.push('\n');
-            continue;
-        }
-        if table.is_empty() && trimmed.starts_with("main") {
-            out.push_str(&format!("main = \"{}\"\n", main.display()));
-            continue;
-        }
-        out.push_str(line);
-        out.push('\n');
-    }
-    Ok(out)
+    Ok(interop_tests::local_config(
+        &original,
+        main,
+        BENCH_RATE_LIMIT,
+        &[],
+    ))
 }
 
 /// Sends a plain HTTP/1.1 GET and returns the status code, or `None` when
