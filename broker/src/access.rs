@@ -61,6 +61,9 @@ pub(crate) struct Admitted {
     pub client_id: String,
     /// The ACL of the session; `None` when every topic is allowed.
     pub acl: Option<Acl>,
+    /// When the token expires, in milliseconds since the Unix epoch; the
+    /// connection is closed then.
+    pub token_expires_ms: Option<u64>,
 }
 
 impl Broker {
@@ -102,6 +105,7 @@ impl Broker {
                 return Ok(Admitted {
                     client_id: connect.client_id.to_string(),
                     acl: None,
+                    token_expires_ms: None,
                 });
             }
             Authentication::Misconfigured(message) => {
@@ -129,6 +133,9 @@ impl Broker {
         let admitted = Admitted {
             client_id: authorized.client_id,
             acl: Some(authorized.acl).filter(|acl| !acl.is_unrestricted()),
+            token_expires_ms: authorized
+                .expires_at
+                .map(|secs| secs.saturating_mul(1000)),
         };
         self.check_will_topic(connect, admitted.acl.as_ref(), now_ms)?;
         Ok(admitted)

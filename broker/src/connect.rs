@@ -84,6 +84,7 @@ impl Broker {
             maximum_packet_size: properties.maximum_packet_size,
             request_problem_information: properties.request_problem_information != Some(0),
             topic_aliases: Default::default(),
+            token_expires_ms: admitted.token_expires_ms,
         };
         if let Some(connection) = self.connections.get_mut(&conn) {
             connection.session = Some(connected);

@@ -60,6 +60,9 @@ pub struct Connected {
     pub request_problem_information: bool,
     /// Topic aliases the client has set, by alias.
     pub topic_aliases: BTreeMap<u16, ByteString>,
+    /// When the client's token expires, in milliseconds since the Unix
+    /// epoch; the connection is closed then.
+    pub token_expires_ms: Option<u64>,
 }
 
 impl Connection {
@@ -83,17 +86,30 @@ impl Connection {
     }
 
     /// The time at which the connection must be closed: the CONNECT timeout
-    /// before CONNECT, then one and a half keep alive periods after the last
-    /// packet (MQTT-3.1.2-22).
+    /// before CONNECT, then the earlier of the token's expiry and one and a
+    /// half keep alive periods after the last packet (MQTT-3.1.2-22).
     pub fn deadline_ms(&self, connect_timeout_ms: u64) -> Option<u64> {
         match &self.session {
             None => Some(self.opened_ms.saturating_add(connect_timeout_ms)),
-            Some(connected) if connected.keep_alive == 0 => None,
             Some(connected) => {
-                let grace_ms = u64::from(connected.keep_alive) * 1500;
-                Some(self.last_packet_ms.saturating_add(grace_ms))
+                let keep_alive = (connected.keep_alive != 0).then(|| {
+                    let grace_ms = u64::from(connected.keep_alive) * 1500;
+                    self.last_packet_ms.saturating_add(grace_ms)
+                });
+                match (keep_alive, connected.token_expires_ms) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
             }
         }
+    }
+
+    /// Whether the connection's token has expired at `now_ms`.
+    pub fn token_expired(&self, now_ms: u64) -> bool {
+        self.session
+            .as_ref()
+            .and_then(|connected| connected.token_expires_ms)
+            .is_some_and(|at| at <= now_ms)
     }
 
     /// Encodes the record with the current last-packet time.
@@ -221,6 +237,8 @@ struct ConnectedRecord {
     #[serde(default = "default_true", skip_serializing_if = "is_true")]
     request_problem_information: bool,
     topic_aliases: Vec<(u16, String)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    token_expires_ms: Option<u64>,
 }
 
 fn default_true() -> bool {
@@ -245,6 +263,7 @@ impl From<&Connected> for ConnectedRecord {
                 .iter()
                 .map(|(&alias, topic)| (alias, topic.to_string()))
                 .collect(),
+            token_expires_ms: connected.token_expires_ms,
         }
     }
 }
@@ -269,6 +288,7 @@ impl ConnectedRecord {
                 .into_iter()
                 .map(|(alias, topic)| (alias, ByteString::from(topic)))
                 .collect(),
+            token_expires_ms: self.token_expires_ms,
         })
     }
 }
@@ -297,6 +317,7 @@ mod tests {
             maximum_packet_size: Some(1000),
             request_problem_information: false,
             topic_aliases: BTreeMap::from([(1, ByteString::from("a/b"))]),
+            token_expires_ms: Some(1_900_000_000_000),
         }
     }
 

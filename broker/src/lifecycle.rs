@@ -193,16 +193,25 @@ impl Broker {
     /// has passed and ends expired sessions.
     pub(crate) fn run_deadlines(&mut self, now_ms: u64) {
         let connect_timeout_ms = self.config.connect_timeout_ms;
-        let late: Vec<(ConnId, bool)> = self
+        let late: Vec<(ConnId, bool, bool)> = self
             .connections
             .iter()
             .filter(|(_, c)| {
                 c.deadline_ms(connect_timeout_ms)
                     .is_some_and(|at| at <= now_ms)
             })
-            .map(|(&conn, c)| (conn, c.session.is_some()))
+            .map(|(&conn, c)| (conn, c.session.is_some(), c.token_expired(now_ms)))
             .collect();
-        for (conn, connected) in late {
+        for (conn, connected, token_expired) in late {
+            if token_expired {
+                // Like EMQX's default, a connection lives no longer than
+                // its token; the client reconnects with a fresh one.
+                log::debug!("connection {conn}: token expired, closing");
+                let ending = Ending::ServerClose(ReasonCode::NotAuthorized);
+                let reason = Some("token expired".to_string());
+                self.end_connection_explained(conn, ending, reason, now_ms);
+                continue;
+            }
             let ending = match connected {
                 // Keep alive expiry counts as a network failure
                 // (MQTT-3.1.2-22), so the will is published.

@@ -733,3 +733,37 @@ fn failures_logged_at_limited_rate_without_token() {
     assert_eq!(logged.len(), 21);
     assert!(logged[20].contains("suppressed=5"), "{}", logged[20]);
 }
+
+/// A connection lives no longer than its token: at `exp` an MQTT 5.0 client
+/// gets DISCONNECT 0x87 and the socket closes, also after hibernation, and a
+/// 3.1.1 client's socket closes.
+#[test]
+fn connection_closed_when_token_expires() {
+    let mut h = harness(false);
+    let mut short = claims("dev1", &["site1/#"], &["site1/#"]);
+    short["exp"] = json!(NOW_SECS + 120);
+    let conn = connect_token(&mut h, "dev1", V5, &sign(&short, SECRET));
+    let mut short311 = claims("dev2", &["site1/#"], &["site1/#"]);
+    short311["exp"] = json!(NOW_SECS + 120);
+    let conn311 = connect_token(&mut h, "dev2", V3_1_1, &sign(&short311, SECRET));
+    let lasting = connect_token(&mut h, "dev3", V5, &site1_token("dev3"));
+    h.hibernate();
+    configure(&mut h, false);
+
+    h.advance(60_000);
+    assert!(!h.is_closed(conn), "closed before the token expired");
+    h.advance(61_000);
+    match h.next(conn) {
+        Some(Packet::Disconnect(disconnect)) => {
+            assert_eq!(disconnect.reason, ReasonCode::NotAuthorized);
+            assert_eq!(
+                disconnect.properties.reason_string.as_deref(),
+                Some("token expired")
+            );
+        }
+        other => panic!("expected DISCONNECT, got {other:?}"),
+    }
+    assert!(h.is_closed(conn));
+    assert!(h.is_closed(conn311));
+    assert!(!h.is_closed(lasting), "a connection with a valid token closed");
+}
