@@ -80,6 +80,8 @@ dev-secret:
 	@grep -qs '^AUTH_HMAC_SECRET=' .dev.vars || echo "AUTH_HMAC_SECRET=$$(cat .dev-secret)" >> .dev.vars
 	@grep -qs '^ADMIN_TOKEN=' .dev.vars \
 		|| echo "ADMIN_TOKEN=$$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')" >> .dev.vars
+	@grep -qs '^BRIDGE_WEBHOOK_SECRET=' .dev.vars \
+		|| echo "BRIDGE_WEBHOOK_SECRET=$$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')" >> .dev.vars
 
 test: setup test-native build test-interop
 

@@ -133,9 +133,7 @@ impl Broker {
         let admitted = Admitted {
             client_id: authorized.client_id,
             acl: Some(authorized.acl).filter(|acl| !acl.is_unrestricted()),
-            token_expires_ms: authorized
-                .expires_at
-                .map(|secs| secs.saturating_mul(1000)),
+            token_expires_ms: authorized.expires_at.map(|secs| secs.saturating_mul(1000)),
         };
         self.check_will_topic(connect, admitted.acl.as_ref(), now_ms)?;
         Ok(admitted)

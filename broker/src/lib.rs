@@ -44,9 +44,15 @@
 //! - `metrics`: counters per namespace and their Prometheus text form.
 //! - `access`: authentication at CONNECT and the topic ACL of each session.
 //! - `limits`: the token buckets behind each client's message and byte rates.
+//! - `archive`: the R2 key layout, NDJSON records, audit settings, flush
+//!   and retention policy, retained import and scheduled upkeep.
+//! - `bridge`: bridge rules, queue messages and the outbox policy of the
+//!   bridge to Cloudflare Queues.
 
 #![warn(missing_docs)]
 
+pub mod archive;
+pub mod bridge;
 pub mod config;
 pub mod metrics;
 pub mod store;

@@ -88,6 +88,14 @@ pub struct Metrics {
     /// Topic filters rejected because the session had
     /// `max_subscriptions_per_client` subscriptions.
     pub subscription_limit_rejections: u64,
+    /// Runs of the scheduled upkeep.
+    pub upkeep_runs: u64,
+    /// Sessions the scheduled upkeep ended because they had expired.
+    pub upkeep_expired_sessions: u64,
+    /// Expired retained messages the scheduled upkeep removed.
+    pub upkeep_expired_retained: u64,
+    /// Audit objects the scheduled upkeep deleted from R2.
+    pub upkeep_audit_objects_deleted: u64,
 }
 
 impl Metrics {
@@ -175,6 +183,26 @@ impl Metrics {
                 "mqtt_subscription_limit_rejections_total",
                 "Topic filters rejected at the subscription limit.",
                 self.subscription_limit_rejections,
+            ),
+            (
+                "mqtt_upkeep_runs_total",
+                "Runs of the scheduled upkeep.",
+                self.upkeep_runs,
+            ),
+            (
+                "mqtt_upkeep_expired_sessions_total",
+                "Expired sessions the scheduled upkeep ended.",
+                self.upkeep_expired_sessions,
+            ),
+            (
+                "mqtt_upkeep_expired_retained_total",
+                "Expired retained messages the scheduled upkeep removed.",
+                self.upkeep_expired_retained,
+            ),
+            (
+                "mqtt_upkeep_audit_objects_deleted_total",
+                "Audit objects the scheduled upkeep deleted from R2.",
+                self.upkeep_audit_objects_deleted,
             ),
         ];
         for (name, help, value) in counters {

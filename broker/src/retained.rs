@@ -37,6 +37,26 @@ impl Retained {
         StoreOp::Put { key, value }
     }
 
+    /// Removes every message past its expiry and returns the storage
+    /// deletes.
+    pub fn remove_expired(&mut self, now_ms: u64) -> Vec<StoreOp> {
+        let expired: Vec<String> = self
+            .messages
+            .iter()
+            .filter(|(_, message)| message.is_expired(now_ms))
+            .map(|(topic, _)| topic.clone())
+            .collect();
+        expired
+            .into_iter()
+            .map(|topic| {
+                self.messages.remove(&topic);
+                StoreOp::Delete {
+                    key: RowKey::new(kind::RETAINED, "", topic),
+                }
+            })
+            .collect()
+    }
+
     /// Adds a message read back from storage.
     pub fn insert_restored(&mut self, message: Message) {
         self.messages.insert(message.topic.to_string(), message);

@@ -6,6 +6,8 @@
 //! retained messages, queued messages); `owner` is the client id, or empty
 //! for rows that belong to the namespace; `name` tells rows of one owner apart.
 
+use std::collections::HashSet;
+
 use bytes::Bytes;
 
 /// The key of a stored row.
@@ -88,5 +90,99 @@ impl RowKey {
             owner: owner.into(),
             name: name.into(),
         }
+    }
+}
+
+/// Drops the writes of a batch that a later write in the same batch makes
+/// pointless: an op on a key followed by another op on that key, and any op
+/// followed by a [`StoreOp::DeleteOwner`] that covers its key. The rest
+/// keep their order. Applied in one transaction, the result leaves storage
+/// in the same state as the whole batch, with fewer rows written. For
+/// example, a message that is queued and sent on within one batch costs no
+/// row when its session stores no in-flight rows.
+pub fn coalesce(ops: Vec<StoreOp>) -> Vec<StoreOp> {
+    let mut superseded = vec![false; ops.len()];
+    let mut later_keys: HashSet<(&str, &str, &str)> = HashSet::new();
+    let mut later_owners: HashSet<(&str, &str)> = HashSet::new();
+    for (index, op) in ops.iter().enumerate().rev() {
+        match op {
+            StoreOp::Put { key, .. } | StoreOp::Delete { key } => {
+                let id = (key.kind, key.owner.as_str(), key.name.as_str());
+                let owner = (key.kind, key.owner.as_str());
+                superseded[index] = later_keys.contains(&id) || later_owners.contains(&owner);
+                later_keys.insert(id);
+            }
+            StoreOp::DeleteOwner { kind, owner } => {
+                superseded[index] = later_owners.contains(&(*kind, owner.as_str()));
+                later_owners.insert((kind, owner.as_str()));
+            }
+        }
+    }
+    ops.into_iter()
+        .zip(superseded)
+        .filter_map(|(op, superseded)| (!superseded).then_some(op))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(name: &str, value: &'static [u8]) -> StoreOp {
+        StoreOp::Put {
+            key: RowKey::new(kind::MESSAGE, "c1", name),
+            value: Bytes::from_static(value),
+        }
+    }
+
+    fn delete(name: &str) -> StoreOp {
+        StoreOp::Delete {
+            key: RowKey::new(kind::MESSAGE, "c1", name),
+        }
+    }
+
+    #[test]
+    fn coalesce_keeps_last_op_per_key() {
+        let ops = vec![put("1", b"a"), put("2", b"b"), delete("1"), put("2", b"c")];
+        assert_eq!(coalesce(ops), vec![delete("1"), put("2", b"c")]);
+    }
+
+    #[test]
+    fn coalesce_keeps_put_after_delete() {
+        let ops = vec![delete("1"), put("1", b"a")];
+        assert_eq!(coalesce(ops), vec![put("1", b"a")]);
+    }
+
+    #[test]
+    fn coalesce_drops_ops_before_delete_owner() {
+        let wipe = StoreOp::DeleteOwner {
+            kind: kind::MESSAGE,
+            owner: "c1".into(),
+        };
+        let other_owner = StoreOp::Put {
+            key: RowKey::new(kind::MESSAGE, "c2", "1"),
+            value: Bytes::from_static(b"x"),
+        };
+        let other_kind = StoreOp::Put {
+            key: RowKey::new(kind::SESSION, "c1", ""),
+            value: Bytes::from_static(b"{}"),
+        };
+        let ops = vec![
+            put("1", b"a"),
+            other_owner.clone(),
+            other_kind.clone(),
+            wipe.clone(),
+            put("2", b"b"),
+        ];
+        assert_eq!(
+            coalesce(ops),
+            vec![other_owner, other_kind, wipe, put("2", b"b")]
+        );
+    }
+
+    #[test]
+    fn coalesce_keeps_distinct_keys_in_order() {
+        let ops = vec![put("1", b"a"), put("2", b"b"), delete("3")];
+        assert_eq!(coalesce(ops.clone()), ops);
     }
 }

@@ -765,5 +765,8 @@ fn connection_closed_when_token_expires() {
     }
     assert!(h.is_closed(conn));
     assert!(h.is_closed(conn311));
-    assert!(!h.is_closed(lasting), "a connection with a valid token closed");
+    assert!(
+        !h.is_closed(lasting),
+        "a connection with a valid token closed"
+    );
 }

@@ -5,8 +5,10 @@ use auth::secrets_equal;
 use worker::{console_debug, console_error, Env, Method, Request, Response, Result};
 
 use crate::auth_env::{self, ADMIN_ACCESS_VAR, ADMIN_TOKEN_SECRET};
+use crate::bridge;
 use crate::http_api;
 use crate::ingress_auth::{bearer_token, check_rate, now_secs};
+use crate::r2_api;
 
 /// Header in which Cloudflare Access passes its signed JWT to the origin.
 const ACCESS_JWT_HEADER: &str = "Cf-Access-Jwt-Assertion";
@@ -23,6 +25,10 @@ pub async fn handle(req: Request, env: &Env) -> Result<Response> {
     match (req.method(), req.path().as_str()) {
         (Method::Get, "/admin/health") => Response::from_json(&health(env)),
         (_, "/admin/health") => Response::error("method not allowed: use GET", 405),
+        (_, path) if r2_api::is_archive_path(path) => r2_api::handle(req, env).await,
+        (_, path) if bridge::is_dead_letter_path(path) => {
+            bridge::handle_dead_letters(req, env).await
+        }
         (_, path) if http_api::is_admin_path(path) => http_api::handle_admin(req, env).await,
         (_, path) => Response::error(
             format!("not found: {path}; the admin API has /admin/health"),

@@ -1,10 +1,12 @@
 //! The ingress side of the HTTP API: picks the namespace from the
 //! `namespace` query parameter (default `default`), checks any token like
-//! an MQTT upgrade, and forwards the request to the namespace's Durable
-//! Object, which serves it. Routes are listed in `docs/http.md`.
+//! an MQTT upgrade, limits the publish requests of each client, and
+//! forwards the request to the namespace's Durable Object, which serves it.
+//! Routes are listed in `docs/http.md`.
 
+use serde_json::json;
 use worker::js_sys::Uint8Array;
-use worker::{Env, Headers, Method, Request, RequestInit, Response, Result};
+use worker::{console_error, Env, Headers, Method, Request, RequestInit, Response, Result};
 
 use crate::{ingress_auth, GRANT_HEADER, NAMESPACE_BINDING, NAMESPACE_HEADER};
 
@@ -14,11 +16,24 @@ const DEFAULT_NAMESPACE: &str = "default";
 /// Maximum length of a namespace name, as for `/mqtt/<name>`.
 const MAX_NAMESPACE_LEN: usize = 64;
 
+/// Rate limiting binding (`[[ratelimits]]` in `wrangler.toml`) counting the
+/// HTTP publish requests of each client.
+pub const PUBLISH_RATE_LIMITER_BINDING: &str = "HTTP_PUBLISH_RATE_LIMITER";
+
+/// The `Retry-After` of a client over its publish limit, in seconds: the
+/// `period` of the binding in `wrangler.toml`, after which the runtime
+/// counts afresh.
+// TODO: follow the binding's configured period, which the runtime API does not return.
+const PUBLISH_RETRY_AFTER_SECS: u64 = 10;
+
+/// Address key used when `CF-Connecting-IP` is absent, as under `wrangler dev`.
+const LOCAL_ADDRESS: &str = "local";
+
 /// Path prefixes of the public HTTP API.
 const API_PATHS: [&str; 4] = ["/publish", "/retained", "/sse", "/poll"];
 
 /// Paths under `/admin/` that a namespace serves.
-const ADMIN_PATHS: [&str; 2] = ["/admin/metrics", "/admin/clients"];
+const ADMIN_PATHS: [&str; 3] = ["/admin/metrics", "/admin/clients", "/admin/bridge"];
 
 /// Reports whether the ingress forwards `path` as an HTTP API request.
 pub fn is_api_path(path: &str) -> bool {
@@ -50,7 +65,62 @@ pub async fn handle(req: Request, env: &Env) -> Result<Response> {
         Ok(grant) => grant,
         Err(rejection) => return Ok(rejection),
     };
+    if req.method() == Method::Post && matches_prefix(&req.path(), "/publish") {
+        if let Some(limited) = check_publish_rate(&req, env, &namespace, &grant).await? {
+            return Ok(limited);
+        }
+    }
     forward(req, env, &namespace, &grant).await
+}
+
+/// Counts one publish request of the client, and returns a 429 response
+/// when the client is over its limit. A batch counts as one request; the
+/// namespace's own limit counts its messages.
+async fn check_publish_rate(
+    req: &Request,
+    env: &Env,
+    namespace: &str,
+    grant: &str,
+) -> Result<Option<Response>> {
+    let subject = match auth::Grant::from_header_value(grant) {
+        Ok(grant) => grant.map(|grant| grant.sub),
+        Err(_) => None,
+    };
+    let address = req.headers().get("CF-Connecting-IP")?;
+    let key = publish_rate_key(namespace, subject.as_deref(), address.as_deref());
+    let limiter = match env.rate_limiter(PUBLISH_RATE_LIMITER_BINDING) {
+        Ok(limiter) => limiter,
+        Err(error) => {
+            // Without the binding only the namespace's limit applies.
+            console_error!(
+                "rate limiting binding {PUBLISH_RATE_LIMITER_BINDING} unavailable: {error}"
+            );
+            return Ok(None);
+        }
+    };
+    if limiter.limit(key).await?.success {
+        return Ok(None);
+    }
+    let client = match &subject {
+        Some(subject) => format!("token subject {subject:?}"),
+        None => "this address".to_string(),
+    };
+    let message =
+        format!("too many publish requests from {client}; retry in {PUBLISH_RETRY_AFTER_SECS} s");
+    let mut response = Response::from_json(&json!({ "error": message }))?.with_status(429);
+    response
+        .headers_mut()
+        .set("Retry-After", &PUBLISH_RETRY_AFTER_SECS.to_string())?;
+    Ok(Some(response))
+}
+
+/// Builds the rate limiter key of a publishing client: its token subject
+/// in the namespace, or else its address.
+fn publish_rate_key(namespace: &str, subject: Option<&str>, address: Option<&str>) -> String {
+    match subject {
+        Some(subject) => format!("publish:subject:{namespace}:{subject}"),
+        None => format!("publish:address:{}", address.unwrap_or(LOCAL_ADDRESS)),
+    }
 }
 
 /// Serves an admin request for one namespace. The caller has already
@@ -94,7 +164,7 @@ async fn forward(mut req: Request, env: &Env, namespace: &str, grant: &str) -> R
 }
 
 /// Reads `?namespace=`. A malformed name gets a 400 response.
-fn namespace_of(req: &Request) -> Result<std::result::Result<String, Response>> {
+pub(crate) fn namespace_of(req: &Request) -> Result<std::result::Result<String, Response>> {
     let url = req.url()?;
     let name = url
         .query_pairs()
@@ -108,7 +178,8 @@ fn namespace_of(req: &Request) -> Result<std::result::Result<String, Response>> 
     Ok(Ok(name))
 }
 
-fn valid_namespace(name: &str) -> bool {
+/// Reports whether `name` is a valid namespace name.
+pub(crate) fn valid_namespace(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= MAX_NAMESPACE_LEN
         && name
@@ -131,5 +202,19 @@ mod tests {
         assert!(is_admin_path("/admin/metrics"));
         assert!(is_admin_path("/admin/clients/c1/disconnect"));
         assert!(!is_admin_path("/admin/health"));
+    }
+
+    #[test]
+    fn publish_rate_keys_name_the_client() {
+        let token = publish_rate_key("site", Some("sensor-1"), Some("192.0.2.1"));
+        assert_eq!(token, "publish:subject:site:sensor-1");
+        let other_namespace = publish_rate_key("lab", Some("sensor-1"), None);
+        assert_ne!(token, other_namespace);
+        let address = publish_rate_key("site", None, Some("192.0.2.1"));
+        assert_eq!(address, "publish:address:192.0.2.1");
+        assert_eq!(
+            publish_rate_key("site", None, None),
+            "publish:address:local"
+        );
     }
 }

@@ -44,8 +44,19 @@ pub struct HttpSettings {
     pub sse_max_stream_secs: u64,
     /// Maximum wait of one long poll, in seconds.
     pub poll_max_wait_secs: u64,
-    /// Messages kept in memory for `/poll` cursors and SSE `Last-Event-ID`.
+    /// Messages kept in memory for the `/poll` cursors and SSE
+    /// `Last-Event-ID` of readers without a session.
     pub recent_messages: usize,
+    /// Messages one named session stores; beyond it the oldest is dropped.
+    pub session_max_messages: usize,
+    /// Bytes (topic and payload) one named session stores; beyond it the
+    /// oldest messages are dropped.
+    pub session_max_bytes: usize,
+    /// Seconds a named session is kept after the last SSE stream or long
+    /// poll that used it ended.
+    pub session_expiry_secs: u64,
+    /// Named sessions one namespace keeps.
+    pub max_sessions: usize,
 }
 
 impl Default for HttpSettings {
@@ -61,6 +72,10 @@ impl Default for HttpSettings {
             sse_max_stream_secs: 300,
             poll_max_wait_secs: 25,
             recent_messages: 1000,
+            session_max_messages: 1000,
+            session_max_bytes: 16 * 1024 * 1024,
+            session_expiry_secs: 60 * 60,
+            max_sessions: 1000,
         }
     }
 }

@@ -15,18 +15,30 @@
 //! - `http_message`: HTTP requests and JSON to and from MQTT messages.
 //! - `http_settings`: HTTP API settings from the `HTTP` variable.
 //! - `logging`: JSON log lines with the namespace and client id.
+//! - `bridge`: the bridge to Cloudflare Queues: bindings, settings, webhook
+//!   signatures and the dead-letter admin routes.
+//! - `queue`: the queue consumer that delivers bridged messages.
+//! - `r2`: the archive's R2 bucket, its settings and shared reads.
+//! - `r2_api`: the archive routes of the admin API (export, mirror reads,
+//!   import, audit range, replay).
+//! - `upkeep`: the scheduled handler that cleans every known namespace.
 
 mod admin;
 mod auth_env;
+mod bridge;
 mod http_api;
 mod http_message;
 mod http_settings;
 mod ingress_auth;
 mod logging;
 mod namespace;
+mod queue;
+mod r2;
+mod r2_api;
 mod routes;
 mod settings;
 mod storage;
+mod upkeep;
 
 pub use namespace::Namespace;
 

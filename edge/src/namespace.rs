@@ -9,16 +9,25 @@
 //! SSE, long polling and admin requests) go to the submodules:
 //! - `http`: HTTP publish and retained reads, and the access decision.
 //! - `transport`: SSE and long polling.
-//! - `feed`: the in-memory feed of routed messages these transports read.
+//! - `feed`: the feed of routed messages these transports read.
+//! - `feed_sessions`: named SSE and long-poll sessions, stored like
+//!   persistent MQTT sessions; `feed_store` keeps them in SQLite.
 //! - `admin_api`: metrics, client list and disconnect.
+//! - `archive`: the retained mirror and audit log in R2, and the upkeep.
+//! - `bridge`: the outbox of the bridge to Cloudflare Queues and its flush.
 
 mod admin_api;
+mod archive;
+mod bridge;
 mod feed;
+mod feed_sessions;
+mod feed_store;
 mod http;
 mod transport;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use broker::{Broker, ConnId, Output};
 use serde::{Deserialize, Serialize};
@@ -34,6 +43,12 @@ use crate::{auth_env, logging, settings, storage, NAMESPACE_HEADER};
 /// Subprotocols a client may offer, best first. MQTT over WebSocket requires
 /// `mqtt`; some 3.1 clients still offer `mqttv3.1`.
 const SUBPROTOCOLS: [&str; 2] = ["mqtt", "mqttv3.1"];
+
+/// How long the first MQTT event that writes to storage waits for others
+/// before its writes run; see [`Namespace::with_broker_grouped`]. A zero
+/// timeout still lets the runtime deliver the messages that have already
+/// arrived.
+const GROUP_COMMIT_WAIT: std::time::Duration = std::time::Duration::ZERO;
 
 /// WebSocket close code sent when the broker ends a connection.
 const CLOSE_NORMAL: u16 = 1000;
@@ -66,7 +81,11 @@ pub struct Namespace {
     state: State,
     env: Env,
     loaded: RefCell<Option<Loaded>>,
-    alarm: Cell<Alarm>,
+    /// Shared with the bridge's background flush, which sets the alarm
+    /// after a failed send.
+    alarm: Rc<Cell<Alarm>>,
+    /// The bridge to Cloudflare Queues, shared with its background flush.
+    bridge: bridge::SharedBridge,
 }
 
 /// The broker and the open sockets, present while the object is in memory.
@@ -84,6 +103,16 @@ struct Loaded {
     /// Storage writes that failed since the broker was built, so that an
     /// HTTP publish can report a failed write instead of accepting.
     storage_failures: u64,
+    /// Outputs of MQTT packets held for the next group commit; see
+    /// [`Namespace::with_broker_grouped`].
+    held: Vec<Output>,
+    /// The SQL run on the broker's rows since the broker was built.
+    storage: storage::Counters,
+    /// WebSocket messages received since the broker was built. Cloudflare
+    /// bills 20 of them as one request.
+    websocket_messages: u64,
+    /// The retained mirror and audit buffer waiting for R2.
+    archive: archive::Archive,
 }
 
 impl DurableObject for Namespace {
@@ -92,7 +121,8 @@ impl DurableObject for Namespace {
             state,
             env,
             loaded: RefCell::new(None),
-            alarm: Cell::new(Alarm::Unknown),
+            alarm: Rc::new(Cell::new(Alarm::Unknown)),
+            bridge: Rc::default(),
         }
     }
 
@@ -153,7 +183,14 @@ impl DurableObject for Namespace {
         let conn = attachment.conn;
         match message {
             WebSocketIncomingMessage::Binary(data) => {
-                self.with_broker(|loaded, now| loaded.broker.handle_data(conn, &data, now));
+                let leads = self.with_broker_grouped(|loaded, now| {
+                    loaded.websocket_messages += 1;
+                    loaded.broker.handle_data(conn, &data, now);
+                });
+                if leads {
+                    worker::Delay::from(GROUP_COMMIT_WAIT).await;
+                    self.with_broker(|_, _| {});
+                }
             }
             WebSocketIncomingMessage::String(_) => {
                 // MQTT travels only in binary frames; a text frame ends the
@@ -215,6 +252,7 @@ impl Namespace {
             if loaded.namespace.is_empty() && !namespace.is_empty() {
                 loaded.namespace = namespace.to_string();
                 loaded.broker.set_namespace_name(namespace);
+                loaded.archive.set_namespace(namespace);
                 self.save_name(namespace);
             }
             return Ok(());
@@ -222,12 +260,14 @@ impl Namespace {
         logging::install();
         let config = settings::load(&self.env)?;
         let http = http_settings::load(&self.env)?;
+        let bridge_settings = crate::bridge::load_settings(&self.env)?;
         let sql = self.state.storage().sql();
         storage::create_schema(&sql).map_err(|error| format!("creating tables failed: {error}"))?;
         http::create_idempotency_table(&sql)
             .map_err(|error| format!("creating tables failed: {error}"))?;
-        let rows =
-            storage::load_rows(&sql).map_err(|error| format!("reading rows failed: {error}"))?;
+        let mut storage_counters = storage::Counters::default();
+        let rows = storage::load_rows(&sql, &mut storage_counters)
+            .map_err(|error| format!("reading rows failed: {error}"))?;
 
         let mut name = namespace.to_string();
         let mut sockets = HashMap::new();
@@ -256,18 +296,28 @@ impl Namespace {
             self.save_name(&name);
         }
 
+        let bridge = bridge::Bridge::load(&bridge_settings, &sql)?;
+        let bridge_rules = bridge.has_rules();
+        *self.bridge.borrow_mut() = Some(bridge);
+
+        let archive = archive::Archive::load(&sql, &self.env, &name)?;
+
         let now = Date::now().as_millis();
         let mut broker = Broker::restore(config, rows, connections, now);
         broker.set_namespace_name(&name);
         broker.set_authentication(auth_env::broker_authentication(&self.env));
         broker.set_observe_routed(
-            !http.transports.is_empty() || !http.namespace_transports.is_empty(),
+            !http.transports.is_empty()
+                || !http.namespace_transports.is_empty()
+                || bridge_rules
+                || archive.observes_routed(),
         );
         console_log!(
             "namespace {name}: broker started with {} open sockets",
             sockets.len()
         );
-        let feed = feed::Feed::new(now, http.recent_messages);
+        let sessions = feed_store::load_sessions(&sql, &http, now)?;
+        let feed = feed::Feed::new(now, http.recent_messages, sessions);
         let publish_bucket = TokenBucket::new(http.publish_rate_per_sec, http.publish_burst, now);
         let mut loaded = Loaded {
             broker,
@@ -277,6 +327,10 @@ impl Namespace {
             feed,
             publish_bucket,
             storage_failures: 0,
+            held: Vec::new(),
+            storage: storage_counters,
+            websocket_messages: 0,
+            archive,
         };
         // Restoring can close connections whose records are unreadable.
         self.carry_out(&mut loaded);
@@ -303,22 +357,69 @@ impl Namespace {
         self.carry_out(loaded);
     }
 
-    /// Drains the broker's outputs in order: storage writes, attachments,
-    /// sends and closes.
+    /// Runs `event` like [`Namespace::with_broker`], but holds its outputs
+    /// when they write to storage or when earlier outputs are held, so that
+    /// the writes of the events that arrive meanwhile share one transaction
+    /// and one commit. Returns whether this event started the hold: its
+    /// handler then waits [`GROUP_COMMIT_WAIT`] and carries out everything
+    /// held. Any other event that carries out outputs does so too.
+    ///
+    /// Nothing held has left the object, so no acknowledgement is released
+    /// before its write: a lost hold costs the client a resend, not a message.
+    fn with_broker_grouped(&self, event: impl FnOnce(&mut Loaded, u64)) -> bool {
+        let mut guard = self.loaded.borrow_mut();
+        let Some(loaded) = guard.as_mut() else {
+            return false;
+        };
+        event(loaded, Date::now().as_millis());
+        let starts_hold = loaded.held.is_empty();
+        loaded
+            .held
+            .extend(std::iter::from_fn(|| loaded.broker.poll_output()));
+        let writes = loaded
+            .held
+            .iter()
+            .any(|output| matches!(output, Output::Store(_)));
+        if starts_hold && !writes {
+            self.carry_out(loaded);
+            return false;
+        }
+        starts_hold
+    }
+
+    /// Carries out the held outputs and then the broker's new ones: first
+    /// every storage write, as one batch, then attachments, sends and
+    /// closes in order. Sends that follow a write in the same event leave
+    /// only once the runtime has committed it (the output gate).
     fn carry_out(&self, loaded: &mut Loaded) {
-        let sql = self.state.storage().sql();
-        while let Some(output) = loaded.broker.poll_output() {
+        // The bridge's outbox rows are written before any send of this
+        // event, so the output gate delays a PUBACK until they are durable.
+        let routed: Vec<broker::Message> =
+            std::iter::from_fn(|| loaded.broker.poll_routed()).collect();
+        self.bridge_routed(&loaded.namespace, &routed);
+        let mut outputs = std::mem::take(&mut loaded.held);
+        outputs.extend(std::iter::from_fn(|| loaded.broker.poll_output()));
+        let mut ops = Vec::new();
+        let mut others = Vec::with_capacity(outputs.len());
+        for output in outputs {
             match output {
-                Output::Store(op) => {
-                    if let Err(error) = storage::apply(&sql, op) {
-                        loaded.storage_failures += 1;
-                        // TODO: stop acknowledging when a write fails instead of only logging it.
-                        console_error!(
-                            "namespace {}: storage write failed: {error}",
-                            loaded.namespace
-                        );
-                    }
-                }
+                Output::Store(op) => ops.push(op),
+                other => others.push(other),
+            }
+        }
+        let sql = self.state.storage().sql();
+        // In the same event as the writes, before any send.
+        loaded
+            .archive
+            .note_event(&sql, &ops, &routed, Date::now().as_millis());
+        let namespace = &loaded.namespace;
+        // TODO: stop acknowledging when a write fails instead of only logging it.
+        loaded.storage_failures += storage::apply_batch(&sql, ops, &mut loaded.storage, |error| {
+            console_error!("namespace {namespace}: storage write failed: {error}");
+        });
+        for output in others {
+            match output {
+                Output::Store(_) => {}
                 Output::Send { conn, bytes } => {
                     if let Some(ws) = loaded.sockets.get(&conn) {
                         if let Err(error) = ws.send_with_bytes(&bytes) {
@@ -339,7 +440,7 @@ impl Namespace {
             }
         }
         let now = Date::now().as_millis();
-        while let Some(message) = loaded.broker.poll_routed() {
+        for message in routed {
             loaded.feed.push(message, now);
         }
     }
@@ -378,38 +479,54 @@ impl Namespace {
         self.schedule_alarm().await;
     }
 
-    /// Moves the alarm earlier when the broker has an earlier deadline. A
-    /// later deadline waits for the current alarm, which reschedules it, so
-    /// that a busy connection does not write an alarm on every packet.
+    /// Moves the alarm earlier when a deadline is earlier than it. A later
+    /// deadline waits for the current alarm, which reschedules it, so that a
+    /// busy connection does not write an alarm on every packet. Each part
+    /// of the object with deadlines adds its term to `deadlines`.
     async fn schedule_alarm(&self) {
-        let next = self
-            .loaded
-            .borrow()
-            .as_ref()
-            .and_then(|loaded| loaded.broker.next_timeout());
-        let Some(next) = next else {
+        self.run_archive().await;
+        let deadlines = [
+            self.loaded
+                .borrow()
+                .as_ref()
+                .and_then(|loaded| loaded.broker.next_timeout()),
+            self.bridge
+                .borrow()
+                .as_ref()
+                .and_then(|bridge| bridge.next_deadline()),
+            self.loaded
+                .borrow()
+                .as_ref()
+                .and_then(|loaded| loaded.archive.deadline()),
+        ];
+        let Some(next) = deadlines.into_iter().flatten().min() else {
             return;
         };
-        let storage = self.state.storage();
-        let current = match self.alarm.get() {
-            Alarm::Known(at) => at,
-            Alarm::Unknown => match storage.get_alarm().await {
-                Ok(at) => at.and_then(|at| u64::try_from(at).ok()),
-                Err(error) => {
-                    console_error!("reading the alarm failed: {error}");
-                    None
-                }
-            },
-        };
-        if current.is_some_and(|at| at <= next) {
-            self.alarm.set(Alarm::Known(current));
-            return;
-        }
-        let date = js_sys::Date::new(&js_sys::Number::from(next as f64));
-        match storage.set_alarm(ScheduledTime::new(date)).await {
-            Ok(()) => self.alarm.set(Alarm::Known(Some(next))),
-            Err(error) => console_error!("setting the alarm failed: {error}"),
-        }
+        move_alarm_earlier(&self.state.storage(), &self.alarm, next).await;
+    }
+}
+
+/// Sets the alarm to `next` unless it is already set to fire at or before
+/// it. `alarm` caches the alarm time so that most calls read nothing.
+async fn move_alarm_earlier(storage: &worker::Storage, alarm: &Cell<Alarm>, next: u64) {
+    let current = match alarm.get() {
+        Alarm::Known(at) => at,
+        Alarm::Unknown => match storage.get_alarm().await {
+            Ok(at) => at.and_then(|at| u64::try_from(at).ok()),
+            Err(error) => {
+                console_error!("reading the alarm failed: {error}");
+                None
+            }
+        },
+    };
+    if current.is_some_and(|at| at <= next) {
+        alarm.set(Alarm::Known(current));
+        return;
+    }
+    let date = js_sys::Date::new(&js_sys::Number::from(next as f64));
+    match storage.set_alarm(ScheduledTime::new(date)).await {
+        Ok(()) => alarm.set(Alarm::Known(Some(next))),
+        Err(error) => console_error!("setting the alarm failed: {error}"),
     }
 }
 

@@ -19,8 +19,13 @@ use std::time::{Duration, Instant};
 pub const TEST_HMAC_SECRET: &str = "interop-test-hmac-secret-0123456789abcdef";
 
 /// The `/admin/` bearer secret (`ADMIN_TOKEN`) of servers started with
-/// [`Wrangler::start_authenticated`]; other servers have none.
+/// [`Wrangler::start_authenticated`] or [`Wrangler::start_with_bridge`];
+/// other servers have none.
 pub const TEST_ADMIN_TOKEN: &str = "interop-test-admin-token-0123456789";
+
+/// The webhook signing secret (`BRIDGE_WEBHOOK_SECRET`) of servers started
+/// with [`Wrangler::start_with_bridge`].
+pub const TEST_WEBHOOK_SECRET: &str = "interop-test-webhook-secret-0123456789";
 
 /// How long `wrangler dev` may take to answer its first request.
 const START_TIMEOUT: Duration = Duration::from_secs(90);
@@ -80,7 +85,27 @@ impl Wrangler {
             true,
             &[],
             &format!("\n[vars.HTTP]\n{table}"),
+            &[],
         )
+    }
+
+    /// Starts the built Worker with anonymous clients allowed and the
+    /// `simple` line of the `[[ratelimits]]` binding named `binding`
+    /// replaced by `rate_limit`; other bindings keep the high test limit.
+    pub fn start_with_rate_limit(persist_dir: &Path, binding: &str, rate_limit: &str) -> Wrangler {
+        Wrangler::launch_with(persist_dir, &[], true, &[], "", &[(binding, rate_limit)])
+    }
+
+    /// Starts the built Worker with anonymous clients rejected, the admin
+    /// API open to [`TEST_ADMIN_TOKEN`], and `audit` (name, TOML value) as
+    /// its `[vars.AUDIT]` archive settings table.
+    pub fn start_with_audit(persist_dir: &Path, audit: &[(&str, &str)]) -> Wrangler {
+        let table: String = audit
+            .iter()
+            .map(|(name, value)| format!("{name} = {value}\n"))
+            .collect();
+        let extra = format!("\n[vars.AUDIT]\n{table}");
+        Wrangler::launch_with(persist_dir, &[], false, &[], &extra, &[])
     }
 
     fn launch(
@@ -89,16 +114,94 @@ impl Wrangler {
         anonymous: bool,
         auth: &[(&str, &str)],
     ) -> Wrangler {
-        Wrangler::launch_with(persist_dir, vars, anonymous, auth, "")
+        Wrangler::launch_with(persist_dir, vars, anonymous, auth, "", &[])
     }
 
-    /// Starts the server; `extra` is appended to the configuration.
+    /// Starts the built Worker with anonymous clients allowed, the admin API
+    /// open to [`TEST_ADMIN_TOKEN`], webhooks signed with
+    /// [`TEST_WEBHOOK_SECRET`], `bridge` (TOML lines) as its `[vars.BRIDGE]`
+    /// table, and `consumer` (name, TOML value) replacing those entries of
+    /// every `[[queues.consumers]]` table.
+    pub fn start_with_bridge(
+        persist_dir: &Path,
+        bridge: &str,
+        consumer: &[(&str, &str)],
+    ) -> Wrangler {
+        Wrangler::launch_bridge(persist_dir, bridge, consumer, false)
+    }
+
+    /// Starts the Worker as [`Wrangler::start_with_bridge`] does, but with
+    /// the `BRIDGE_QUEUE` producer binding renamed, so that every send to
+    /// the bridge queue fails.
+    pub fn start_with_bridge_queue_missing(
+        persist_dir: &Path,
+        bridge: &str,
+        consumer: &[(&str, &str)],
+    ) -> Wrangler {
+        Wrangler::launch_bridge(persist_dir, bridge, consumer, true)
+    }
+
+    fn launch_bridge(
+        persist_dir: &Path,
+        bridge: &str,
+        consumer: &[(&str, &str)],
+        queue_missing: bool,
+    ) -> Wrangler {
+        let extra = format!("\n[vars.BRIDGE]\n{bridge}\n");
+        let secrets = [
+            ("ADMIN_TOKEN", TEST_ADMIN_TOKEN),
+            ("BRIDGE_WEBHOOK_SECRET", TEST_WEBHOOK_SECRET),
+        ];
+        let edit = |config: String| {
+            let config = with_consumer_settings(config, consumer);
+            match queue_missing {
+                true => config.replace(
+                    "binding = \"BRIDGE_QUEUE\"",
+                    "binding = \"BRIDGE_QUEUE_RENAMED\"",
+                ),
+                false => config,
+            }
+        };
+        Wrangler::launch_full(persist_dir, &[], true, &[], &extra, &[], &secrets, &edit)
+    }
+
+    /// Starts the server; `extra` is appended to the configuration, and
+    /// `rate_limits` (binding name, `simple` line) replace the test limit
+    /// of those bindings.
     fn launch_with(
         persist_dir: &Path,
         vars: &[(&str, &str)],
         anonymous: bool,
         auth: &[(&str, &str)],
         extra: &str,
+        rate_limits: &[(&str, &str)],
+    ) -> Wrangler {
+        let unchanged = |config: String| config;
+        Wrangler::launch_full(
+            persist_dir,
+            vars,
+            anonymous,
+            auth,
+            extra,
+            rate_limits,
+            &[],
+            &unchanged,
+        )
+    }
+
+    /// Starts the server like [`Wrangler::launch_with`], and also passes
+    /// `secrets` (name, value) with `--var` and applies `edit` to the
+    /// configuration last.
+    #[allow(clippy::too_many_arguments)]
+    fn launch_full(
+        persist_dir: &Path,
+        vars: &[(&str, &str)],
+        anonymous: bool,
+        auth: &[(&str, &str)],
+        extra: &str,
+        rate_limits: &[(&str, &str)],
+        secrets: &[(&str, &str)],
+        edit: &dyn Fn(String) -> String,
     ) -> Wrangler {
         let root = repo_root();
         let work_dir = tempfile::tempdir().expect("creating a temporary folder failed");
@@ -110,8 +213,10 @@ impl Wrangler {
         copy_dir(&root.join("edge/build"), &build)
             .expect("copying edge/build failed; run `make build`");
         let main = build.join("worker/shim.mjs");
-        let mut config = with_auth_settings(test_config(&root, &main, vars), auth);
+        let config = with_auth_settings(test_config(&root, &main, vars), auth);
+        let mut config = with_rate_limits(config, rate_limits);
         config.push_str(extra);
+        let config = edit(config);
         fs::write(&config_path, config).expect("writing the test wrangler.toml failed");
 
         let port = free_port();
@@ -128,12 +233,19 @@ impl Wrangler {
             .arg("--persist-to")
             .arg(persist_dir)
             .args(["--show-interactive-dev-session=false", "--log-level", "log"])
+            // Serves `/__scheduled?cron=…`, which runs the scheduled upkeep.
+            .arg("--test-scheduled")
             // Most tests connect without credentials, as `make dev` allows.
             .arg("--var")
             .arg(format!("AUTH_ANONYMOUS:{anonymous}"))
             .arg("--var")
             .arg(format!("AUTH_HMAC_SECRET:{TEST_HMAC_SECRET}"))
             .args(admin_token_var(anonymous))
+            .args(
+                secrets
+                    .iter()
+                    .flat_map(|(name, value)| ["--var".to_string(), format!("{name}:{value}")]),
+            )
             .env("WRANGLER_SEND_METRICS", "false")
             .env("CI", "true")
             .stdin(Stdio::null())
@@ -337,6 +449,58 @@ pub fn local_config(
         }
         out.push_str(line);
         out.push('\n');
+    }
+    out
+}
+
+/// Replaces the `simple` line of each `[[ratelimits]]` table whose `name`
+/// is in `rate_limits` (binding name, `simple` line).
+fn with_rate_limits(config: String, rate_limits: &[(&str, &str)]) -> String {
+    if rate_limits.is_empty() {
+        return config;
+    }
+    let mut out = String::new();
+    let mut binding = None;
+    for line in config.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') {
+            binding = None;
+        }
+        if let Some(name) = trimmed.strip_prefix("name = ") {
+            let name = name.trim_matches('"');
+            binding = rate_limits.iter().find(|(bound, _)| *bound == name);
+        }
+        if let (Some((_, rate_limit)), true) = (binding, trimmed.starts_with("simple")) {
+            out.push_str(rate_limit);
+            out.push('\n');
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// Replaces the entries named in `settings` (name, TOML value) in every
+/// `[[queues.consumers]]` table of a configuration.
+fn with_consumer_settings(config: String, settings: &[(&str, &str)]) -> String {
+    let mut out = String::new();
+    let mut in_consumer = false;
+    for line in config.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') {
+            in_consumer = trimmed == "[[queues.consumers]]";
+        }
+        let replaced = settings
+            .iter()
+            .find(|(name, _)| trimmed.starts_with(&format!("{name} ")));
+        match (in_consumer, replaced) {
+            (true, Some((name, value))) => out.push_str(&format!("{name} = {value}\n")),
+            _ => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
     }
     out
 }

@@ -15,7 +15,7 @@ impl Namespace {
     /// Serves `/admin/{rest}`.
     pub(super) async fn handle_admin(
         &self,
-        _req: Request,
+        req: Request,
         method: Method,
         rest: &str,
     ) -> Result<Response> {
@@ -32,6 +32,18 @@ impl Namespace {
                     let streams = loaded.feed.listener_count();
                     text.push_str("# HELP mqtt_sse_streams Open SSE streams.\n# TYPE mqtt_sse_streams gauge\n");
                     text.push_str(&format!("mqtt_sse_streams{{namespace=\"{}\"}} {streams}\n", escape(&namespace)));
+                    text.push_str(&loaded.storage.to_prometheus(&escape(&namespace)));
+                    text.push_str(&format!(
+                        "# HELP mqtt_websocket_messages_received_total WebSocket messages received.\n\
+                         # TYPE mqtt_websocket_messages_received_total counter\n\
+                         mqtt_websocket_messages_received_total{{namespace=\"{}\"}} {}\n",
+                        escape(&namespace),
+                        loaded.websocket_messages
+                    ));
+                    text.push_str(&loaded.archive.prometheus(&escape(&namespace)));
+                    if let Some(bridge) = self.bridge.borrow().as_ref() {
+                        text.push_str(&bridge.to_prometheus(&namespace));
+                    }
                     text
                 });
                 let mut response = Response::ok(text.unwrap_or_default())?;
@@ -40,6 +52,7 @@ impl Namespace {
                     .set("Content-Type", PROMETHEUS_CONTENT_TYPE)?;
                 Ok(response)
             }
+            (method, "bridge/rules") => self.handle_bridge_rules(req, method).await,
             (Method::Get, "clients") => {
                 let clients = self
                     .loaded
@@ -68,6 +81,10 @@ impl Namespace {
                         "method not allowed: GET a client, POST to its /disconnect",
                     ),
                 }
+            }
+            (method, path) if super::archive::is_archive_path(path) => {
+                self.handle_archive_admin(req, method, path, &namespace)
+                    .await
             }
             (_, path) => json_error(404, format!("not found: /admin/{path}; see docs/http.md")),
         }

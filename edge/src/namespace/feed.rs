@@ -1,16 +1,18 @@
-//! The messages a namespace routed recently, kept in memory for the HTTP
-//! transports: SSE streams receive each one as it arrives, long polls read
-//! them after a cursor.
+//! The messages a namespace routed, for the HTTP transports. SSE streams
+//! receive each one as it arrives and long polls read them after a cursor.
+//! Unnamed readers get the last messages kept in memory. Named sessions
+//! (see [`Sessions`]) get the messages stored for them.
 //!
-//! Positions are `{instance}-{sequence}`: `instance` is the time the object
-//! built its broker, so a position from before a restart or hibernation is
-//! recognised as stale.
+//! Positions of unnamed readers are `{instance}-{sequence}`: `instance` is
+//! the time the object built its broker, so a position from before a
+//! restart or hibernation is recognised as stale.
 
 use std::collections::{HashMap, VecDeque};
 
 use broker::Message;
 use futures_channel::{mpsc, oneshot};
 
+use super::feed_sessions::Sessions;
 use crate::http_message::MessageJson;
 
 /// Maximum payload bytes the feed keeps, so that large messages cannot
@@ -30,8 +32,11 @@ struct SseListener {
     sender: SseSender,
 }
 
-/// Recent messages, SSE listeners and waiting long polls of one namespace.
+/// Recent messages, SSE listeners and waiting long polls of one namespace,
+/// and its named sessions.
 pub struct Feed {
+    /// The stored sessions of readers that name one.
+    pub sessions: Sessions,
     instance: u64,
     capacity: usize,
     next_sequence: u64,
@@ -54,9 +59,11 @@ pub enum Resume {
 }
 
 impl Feed {
-    /// Creates an empty feed that keeps at most `capacity` messages.
-    pub fn new(instance: u64, capacity: usize) -> Feed {
+    /// Creates a feed that keeps at most `capacity` recent messages in
+    /// memory, around the stored `sessions`.
+    pub fn new(instance: u64, capacity: usize, sessions: Sessions) -> Feed {
         Feed {
+            sessions,
             instance,
             capacity,
             next_sequence: 1,
@@ -87,8 +94,9 @@ impl Feed {
     }
 
     /// Adds a routed message, sends it to every SSE stream whose filters
-    /// match and wakes every long poll.
+    /// match, wakes every long poll and stores it for the matching sessions.
     pub fn push(&mut self, message: Message, now_ms: u64) {
+        self.sessions.route(&message, now_ms);
         let sequence = self.next_sequence;
         self.next_sequence += 1;
         let mut closed = Vec::new();
@@ -169,12 +177,14 @@ impl Feed {
         receiver
     }
 
-    /// Number of open SSE streams.
+    /// Number of open SSE streams, named sessions included.
     pub fn listener_count(&self) -> usize {
-        self.listeners
+        let unnamed = self
+            .listeners
             .values()
             .filter(|listener| !listener.sender.is_closed())
-            .count()
+            .count();
+        unnamed + self.sessions.listener_count()
     }
 }
 
@@ -199,7 +209,21 @@ pub fn sse_event(id: Option<&str>, message: &Message, now_ms: u64) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::feed_sessions::tests::MemoryStore;
+    use super::super::feed_sessions::SessionLimits;
     use super::*;
+
+    /// A feed with no named sessions.
+    fn unnamed_feed(instance: u64, capacity: usize) -> Feed {
+        let limits = SessionLimits {
+            max_messages: 10,
+            max_bytes: 1000,
+            expiry_ms: 1000,
+            max_sessions: 10,
+        };
+        let sessions = Sessions::load(Box::new(MemoryStore::default()), limits, 0);
+        Feed::new(instance, capacity, sessions.expect("memory never fails"))
+    }
 
     fn message(topic: &str) -> Message {
         Message {
@@ -214,7 +238,7 @@ mod tests {
 
     #[test]
     fn read_after_filters_and_reports_gaps() {
-        let mut feed = Feed::new(7, 2);
+        let mut feed = unnamed_feed(7, 2);
         for topic in ["a/1", "b/1", "a/2"] {
             feed.push(message(topic), 0);
         }
@@ -232,7 +256,7 @@ mod tests {
 
     #[test]
     fn positions_resume_only_in_the_same_instance() {
-        let mut feed = Feed::new(7, 10);
+        let mut feed = unnamed_feed(7, 10);
         feed.push(message("a"), 0);
         assert_eq!(feed.resume_from(None), Resume::Now);
         assert_eq!(feed.resume_from(Some("7-1")), Resume::After(1));
@@ -243,7 +267,7 @@ mod tests {
 
     #[test]
     fn sse_listener_receives_matching_messages() {
-        let mut feed = Feed::new(1, 10);
+        let mut feed = unnamed_feed(1, 10);
         let (sender, mut receiver) = mpsc::unbounded();
         feed.add_listener(vec!["a/+".to_string()], sender);
         feed.push(message("b/1"), 0);

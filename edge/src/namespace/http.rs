@@ -35,28 +35,45 @@ const CREATE_IDEMPOTENCY_TABLE: &str = "CREATE TABLE IF NOT EXISTS http_idempote
 /// The rights of a request: every topic, or the topics its token's ACL allows.
 pub(super) enum Access {
     Anonymous,
-    Token(Acl),
+    Token { subject: String, acl: Acl },
 }
 
 impl Access {
     fn may_publish(&self, topic: &str) -> bool {
         match self {
             Access::Anonymous => true,
-            Access::Token(acl) => acl.may_publish(topic),
+            Access::Token { acl, .. } => acl.may_publish(topic),
         }
     }
 
     pub(super) fn may_subscribe(&self, filter: &str) -> bool {
         match self {
             Access::Anonymous => true,
-            Access::Token(acl) => acl.may_subscribe(filter),
+            Access::Token { acl, .. } => acl.may_subscribe(filter),
         }
     }
 
     pub(super) fn may_receive(&self, topic: &str) -> bool {
         match self {
             Access::Anonymous => true,
-            Access::Token(acl) => acl.may_receive(topic),
+            Access::Token { acl, .. } => acl.may_receive(topic),
+        }
+    }
+
+    /// Returns the token's subject, or an empty string for anonymous
+    /// requests.
+    pub(super) fn subject(&self) -> &str {
+        match self {
+            Access::Anonymous => "",
+            Access::Token { subject, .. } => subject,
+        }
+    }
+
+    /// Returns the token's ACL; `None` for anonymous requests.
+    pub(super) fn acl(&self) -> Option<&Acl> {
+        match self {
+            Access::Anonymous => None,
+            Access::Token { acl, .. } => Some(acl),
         }
     }
 }
@@ -144,7 +161,10 @@ impl Namespace {
         match Grant::from_header_value(&header) {
             Ok(Some(grant)) => {
                 let acl = grant.acl(&grant.sub, None);
-                return Ok(Ok(Access::Token(acl)));
+                return Ok(Ok(Access::Token {
+                    subject: grant.sub,
+                    acl,
+                }));
             }
             Ok(None) => {}
             Err(error) => {
@@ -297,6 +317,7 @@ impl Namespace {
                 return Err((
                     429,
                     format!("rate limit exceeded for this namespace; retry in {retry_after} s"),
+                    Some(retry_after),
                 ));
             }
             for (index, publish) in publishes.iter().enumerate() {
@@ -306,7 +327,8 @@ impl Namespace {
                     } else {
                         String::new()
                     };
-                    return Err((publish_error_status(&error), format!("{prefix}{error}")));
+                    let status = publish_error_status(&error);
+                    return Err((status, format!("{prefix}{error}"), None));
                 }
             }
             let count = publishes.len();
@@ -331,7 +353,15 @@ impl Namespace {
         }
         let (status, body) = match outcome {
             None => return json_error(500, "broker unavailable"),
-            Some(Err((status, message))) => return json_error(status, message),
+            Some(Err((status, message, retry_after))) => {
+                let mut response = json_error(status, message)?;
+                if let Some(seconds) = retry_after {
+                    response
+                        .headers_mut()
+                        .set("Retry-After", &seconds.max(1).to_string())?;
+                }
+                return Ok(response);
+            }
             Some(Ok(count)) => (
                 200u16,
                 json!({ "status": "accepted", "messages": count }).to_string(),

@@ -119,7 +119,7 @@ fn admin_lists_and_disconnects() -> Result<(), Failed> {
 
 /// A token for `client_id` in the default namespace that may publish and
 /// subscribe under `filter`.
-fn client_token(client_id: &str, filter: &str) -> Result<String, Failed> {
+pub(crate) fn client_token(client_id: &str, filter: &str) -> Result<String, Failed> {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
     let claims = serde_json::json!({
         "sub": client_id,
@@ -180,21 +180,21 @@ fn sse_stream_ends_after_maximum() -> Result<(), Failed> {
 }
 
 /// A received HTTP response.
-struct HttpResponse {
-    status: u16,
+pub(crate) struct HttpResponse {
+    pub(crate) status: u16,
     headers: Vec<(String, String)>,
-    body: Vec<u8>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl HttpResponse {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(key, _)| key.eq_ignore_ascii_case(name))
             .map(|(_, value)| value.as_str())
     }
 
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 }
@@ -202,20 +202,20 @@ impl HttpResponse {
 /// Returns the first string value of `"field":"..."` in compact JSON, as the
 /// Worker writes it (serde_json, no spaces). Escapes are left as they are,
 /// which is enough for the ids and topics these tests use.
-fn json_string(json: &str, field: &str) -> Option<String> {
+pub(crate) fn json_string(json: &str, field: &str) -> Option<String> {
     let start = json.find(&format!("\"{field}\":\""))? + field.len() + 4;
     let end = json[start..].find('"')? + start;
     Some(json[start..end].to_string())
 }
 
 /// Asserts that compact JSON contains `"field":value`.
-fn assert_json_field(json: &str, field: &str, value: &str) {
+pub(crate) fn assert_json_field(json: &str, field: &str, value: &str) {
     let expected = format!("\"{field}\":{value}");
     assert!(json.contains(&expected), "expected {expected} in {json}");
 }
 
 /// Sends one request and reads the whole response.
-async fn request(
+pub(crate) async fn request(
     port: u16,
     method: &str,
     path: &str,
@@ -338,7 +338,7 @@ fn decode_chunks(raw: &[u8], body: &mut Vec<u8>) -> bool {
     }
 }
 
-async fn post(
+pub(crate) async fn post(
     port: u16,
     path: &str,
     headers: &[(&str, &str)],
@@ -347,19 +347,23 @@ async fn post(
     request(port, "POST", path, headers, body).await
 }
 
-async fn get(port: u16, path: &str) -> Result<HttpResponse, Failed> {
+pub(crate) async fn get(port: u16, path: &str) -> Result<HttpResponse, Failed> {
     request(port, "GET", path, &[], b"").await
 }
 
 /// An open SSE stream and the text received so far.
-struct SseStream {
+pub(crate) struct SseStream {
     stream: TcpStream,
     raw: Vec<u8>,
     consumed: usize,
 }
 
 impl SseStream {
-    async fn open(port: u16, path: &str, last_event_id: Option<&str>) -> Result<SseStream, Failed> {
+    pub(crate) async fn open(
+        port: u16,
+        path: &str,
+        last_event_id: Option<&str>,
+    ) -> Result<SseStream, Failed> {
         let mut headers = vec![("Accept", "text/event-stream")];
         if let Some(id) = last_event_id {
             headers.push(("Last-Event-ID", id));
@@ -380,7 +384,18 @@ impl SseStream {
     }
 
     /// Waits for the next `message` event; returns its id and JSON data.
-    async fn next_message(&mut self) -> Result<(Option<String>, String), Failed> {
+    pub(crate) async fn next_message(&mut self) -> Result<(Option<String>, String), Failed> {
+        loop {
+            let (kind, id, data) = self.next_event().await?;
+            if kind == "message" {
+                return Ok((id, data));
+            }
+        }
+    }
+
+    /// Waits for the next event of any type (`message`, `gap`); returns
+    /// its type, id and data.
+    pub(crate) async fn next_event(&mut self) -> Result<(String, Option<String>, String), Failed> {
         let deadline = Instant::now() + WAIT;
         loop {
             let mut body = Vec::new();
@@ -391,9 +406,9 @@ impl SseStream {
             let complete = events.len().saturating_sub(1);
             for (index, event) in events.iter().enumerate().take(complete).skip(self.consumed) {
                 self.consumed = index + 1;
-                if !event.lines().any(|line| line == "event: message") {
+                let Some(kind) = event.lines().find_map(|line| line.strip_prefix("event: ")) else {
                     continue;
-                }
+                };
                 let id = event
                     .lines()
                     .find_map(|line| line.strip_prefix("id: "))
@@ -401,13 +416,13 @@ impl SseStream {
                 let data = event
                     .lines()
                     .find_map(|line| line.strip_prefix("data: "))
-                    .ok_or("SSE message without data")?;
-                return Ok((id, data.to_string()));
+                    .ok_or("SSE event without data")?;
+                return Ok((kind.to_string(), id, data.to_string()));
             }
             let remaining = deadline.saturating_duration_since(Instant::now());
             match timeout(remaining, read_more(&mut self.stream, &mut self.raw)).await {
                 Ok(result) => result?,
-                Err(_) => return Err(format!("no SSE message within {WAIT:?}").into()),
+                Err(_) => return Err(format!("no SSE event within {WAIT:?}").into()),
             }
         }
     }
@@ -523,7 +538,10 @@ fn retained_publish_and_reads(server: &Wrangler) -> Result<(), Failed> {
 fn publish_error_statuses(server: &Wrangler) -> Result<(), Failed> {
     let port = server.port();
     run(async move {
-        let cases: [(&str, u16); 11] = [
+        let cases: [(&str, u16); 14] = [
+            ("/sse?filter=a&session=bad%20name", 400),
+            ("/sse?filter=a&session=", 400),
+            ("/poll?filter=a&session=httperr&cursor=abc", 400),
             ("/publish/httperr/%2B", 400),
             ("/publish/httperr/%23", 400),
             ("/publish/%24SYS/x", 400),

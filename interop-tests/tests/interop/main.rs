@@ -6,10 +6,13 @@
 //! their own. The `side_by_side*` tests also run each scenario against a
 //! mosquitto of their own and compare.
 
+mod archive;
 mod auth;
+mod bridge;
 mod external;
 mod hibernation;
 mod http;
+mod http_sessions;
 mod limits;
 mod mqtt;
 mod raw;
@@ -70,6 +73,16 @@ fn main() {
             .map(|&(name, test)| Trial::test(name, test)),
     );
     trials.extend(
+        http_sessions::TESTS
+            .iter()
+            .map(|&(name, test)| Trial::test(name, test)),
+    );
+    trials.extend(
+        archive::TESTS
+            .iter()
+            .map(|&(name, test)| Trial::test(name, test)),
+    );
+    trials.extend(
         hibernation::TESTS
             .iter()
             .map(|&(name, test)| Trial::test(name, test)),
@@ -85,7 +98,14 @@ fn main() {
             .map(|&(name, test)| Trial::test(name, test)),
     );
 
+    trials.extend(
+        bridge::TESTS
+            .iter()
+            .map(|&(name, test)| Trial::test(name, test)),
+    );
+
     let conclusion = libtest_mimic::run(&args, trials);
+    bridge::stop_server();
     match Arc::try_unwrap(server) {
         Ok(mut server) => server.stop(),
         Err(_) => eprintln!("the shared server is still referenced; it stops on exit"),
