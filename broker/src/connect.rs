@@ -1,8 +1,8 @@
 //! CONNECT: checks, CONNACK, session takeover and resumption.
 
 use codec::{
-    ConnAck, Connect, DecodeError, Disconnect, Packet, Properties, ProtocolVersion, QoS,
-    ReasonCode, V3Response,
+    ConnAck, Connect, DecodeError, Disconnect, Packet, Properties, PropertyValues, ProtocolVersion,
+    QoS, ReasonCode, V3Response,
 };
 
 use crate::connection::Connected;
@@ -66,10 +66,10 @@ impl Broker {
                 topic: will.topic,
                 pkid: (will.qos != QoS::AtMostOnce).then_some(codec::PacketId::MIN),
                 payload: will.payload,
-                properties: Properties {
+                properties: Properties::from(PropertyValues {
                     will_delay_interval: None,
-                    ..will.properties
-                },
+                    ..will.properties.into_values()
+                }),
             },
             due_at_ms: None,
         });
@@ -343,7 +343,7 @@ impl Broker {
     fn connack_properties(&self, requested_keep_alive: u16, keep_alive: u16) -> Properties {
         let config = &self.config;
         let max_packet_size = u32::try_from(config.max_packet_size).unwrap_or(u32::MAX);
-        Properties {
+        Properties::from(PropertyValues {
             receive_maximum: Some(config.receive_maximum),
             maximum_qos: (config.max_qos != QoS::ExactlyOnce).then_some(config.max_qos as u8),
             retain_available: Some(u8::from(config.retain_available)),
@@ -353,8 +353,8 @@ impl Broker {
             subscription_identifier_available: Some(1),
             shared_subscription_available: Some(1),
             server_keep_alive: (keep_alive != requested_keep_alive).then_some(keep_alive),
-            ..Properties::default()
-        }
+            ..PropertyValues::default()
+        })
     }
 
     /// Generates a client id for a client that sent an empty one, unique

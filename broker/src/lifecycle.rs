@@ -1,7 +1,9 @@
 //! The end of connections and sessions: DISCONNECT, socket close, protocol
 //! errors, wills, and the deadlines that [`Broker::handle_timeout`] runs.
 
-use codec::{Disconnect, Packet, Properties, ProtocolVersion, ReasonCode, ReasonKind};
+use codec::{
+    Disconnect, Packet, Properties, PropertyValues, ProtocolVersion, ReasonCode, ReasonKind,
+};
 
 use crate::message::Message;
 use crate::session::{self, Will};
@@ -54,10 +56,10 @@ impl Broker {
             };
             let disconnect = Disconnect {
                 reason,
-                properties: Properties {
+                properties: Properties::from(PropertyValues {
                     reason_string: reason_string.map(Into::into),
-                    ..Default::default()
-                },
+                    ..PropertyValues::default()
+                }),
             };
             self.send(conn, &Packet::Disconnect(disconnect));
         }

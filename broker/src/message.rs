@@ -131,6 +131,7 @@ pub fn decode_publish(bytes: &mut Bytes) -> Option<Publish> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use codec::PropertyValues;
 
     #[test]
     fn stored_message_keeps_properties_and_expiry() {
@@ -139,12 +140,12 @@ mod tests {
             payload: Bytes::from_static(b"\x00\xffpayload"),
             qos: QoS::ExactlyOnce,
             retain: true,
-            properties: Properties {
+            properties: Properties::from(PropertyValues {
                 content_type: Some("bin".into()),
                 subscription_identifiers: vec![4, 5],
                 user_properties: vec![("k".into(), "v".into())],
-                ..Properties::default()
-            },
+                ..PropertyValues::default()
+            }),
             expires_at_ms: Some(123_456),
         };
         let mut out = BytesMut::new();

@@ -2,7 +2,10 @@
 //! and the rules that decide when one may go: Request Problem Information
 //! and the client's Maximum Packet Size.
 
-use codec::{Connect, Packet, Properties, ProtocolVersion, Publish, ReasonCode, SubscribeFilter};
+use codec::{
+    Connect, Packet, Properties, PropertyValues, ProtocolVersion, Publish, ReasonCode,
+    SubscribeFilter,
+};
 
 use crate::{topic, Config};
 
@@ -79,10 +82,10 @@ fn error_and_properties(packet: &mut Packet) -> Option<(Option<ReasonCode>, &mut
 
 /// Wraps an optional Reason String in otherwise empty properties.
 pub(crate) fn with_reason_string(reason_string: Option<String>) -> Properties {
-    Properties {
+    Properties::from(PropertyValues {
         reason_string: reason_string.map(Into::into),
-        ..Properties::default()
-    }
+        ..PropertyValues::default()
+    })
 }
 
 /// Builds the Reason String of a PUBACK or PUBREC 0x87 for a PUBLISH the

@@ -2,8 +2,8 @@
 //! receives.
 
 use codec::{
-    Packet, Properties, ProtocolVersion, QoS, ReasonCode, RetainHandling, SubAck, Subscribe,
-    UnsubAck, Unsubscribe,
+    Packet, Properties, PropertyValues, ProtocolVersion, QoS, ReasonCode, RetainHandling, SubAck,
+    Subscribe, UnsubAck, Unsubscribe,
 };
 
 use crate::problem;
@@ -96,10 +96,10 @@ impl Broker {
         let suback = SubAck {
             pkid: subscribe.pkid,
             reasons,
-            properties: Properties {
+            properties: Properties::from(PropertyValues {
                 reason_string: reason_string.map(Into::into),
-                ..Default::default()
-            },
+                ..PropertyValues::default()
+            }),
         };
         self.send(conn, &Packet::SubAck(suback));
         for (filter, subscription) in retained_for {

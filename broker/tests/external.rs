@@ -6,7 +6,9 @@ mod harness;
 
 use broker::ExternalPublishError;
 use bytes::Bytes;
-use codec::{Packet, Properties, ProtocolVersion::V3_1_1, ProtocolVersion::V5, QoS};
+use codec::{
+    Packet, Properties, PropertyValues, ProtocolVersion::V3_1_1, ProtocolVersion::V5, QoS,
+};
 use harness::{publish_packet, Harness};
 
 /// Publishes from outside and carries out the outputs.
@@ -294,10 +296,10 @@ fn admin_lists_and_disconnects_clients() {
 fn external_publish_keeps_message_expiry() {
     let mut h = Harness::new();
     let mut publish = publish_packet("exp/a", "x", QoS::AtMostOnce, true);
-    publish.properties = Properties {
+    publish.properties = Properties::from(PropertyValues {
         message_expiry_interval: Some(5),
-        ..Default::default()
-    };
+        ..PropertyValues::default()
+    });
     publish.payload = Bytes::from_static(b"x");
     publish_external(&mut h, publish).unwrap();
     assert!(h.broker.retained_message("exp/a", h.now).is_some());

@@ -6,8 +6,8 @@ mod harness;
 
 use bytes::Bytes;
 use codec::{
-    Disconnect, Packet, Properties, ProtocolVersion::V3_1_1, ProtocolVersion::V5, PubAck, QoS,
-    ReasonCode, RetainHandling, SubscribeFilter,
+    Disconnect, Packet, Properties, PropertyValues, ProtocolVersion::V3_1_1, ProtocolVersion::V5,
+    PubAck, QoS, ReasonCode, RetainHandling, SubscribeFilter,
 };
 use harness::{connect_packet, pkid, publish_packet, Harness};
 
@@ -63,6 +63,7 @@ fn empty_client_id_gets_assigned_identifier() {
     let assigned = connack
         .properties
         .assigned_client_identifier
+        .clone()
         .expect("assigned id");
     assert!(!assigned.is_empty());
     assert_eq!(h.broker.session_count(), 1);
@@ -121,10 +122,10 @@ fn topic_alias_resolves_and_is_not_forwarded() {
     let publisher = h.connect("pub", V5);
     h.subscribe(sub, "t/alias", QoS::AtMostOnce);
 
-    let set = Properties {
+    let set = Properties::from(PropertyValues {
         topic_alias: Some(1),
-        ..Default::default()
-    };
+        ..PropertyValues::default()
+    });
     publish_with(&mut h, publisher, "t/alias", set);
     let first = h.expect_publish(sub);
     assert_eq!(first.topic, "t/alias");
@@ -149,10 +150,10 @@ fn topic_alias_survives_hibernation() {
         &mut h,
         publisher,
         "t",
-        Properties {
+        Properties::from(PropertyValues {
             topic_alias: Some(2),
-            ..Default::default()
-        },
+            ..PropertyValues::default()
+        }),
     );
     h.expect_publish(sub);
     h.hibernate();
@@ -160,10 +161,10 @@ fn topic_alias_survives_hibernation() {
         &mut h,
         publisher,
         "",
-        Properties {
+        Properties::from(PropertyValues {
             topic_alias: Some(2),
-            ..Default::default()
-        },
+            ..PropertyValues::default()
+        }),
     );
     assert_eq!(h.expect_publish(sub).topic, "t");
 }
@@ -177,10 +178,10 @@ fn topic_alias_above_maximum_gets_disconnect() {
         &mut h,
         publisher,
         "t",
-        Properties {
+        Properties::from(PropertyValues {
             topic_alias: Some(alias),
-            ..Default::default()
-        },
+            ..PropertyValues::default()
+        }),
     );
     assert_eq!(
         expect_disconnect(&mut h, publisher),
@@ -197,10 +198,10 @@ fn subscription_identifier_from_client_gets_protocol_error() {
         &mut h,
         publisher,
         "t",
-        Properties {
+        Properties::from(PropertyValues {
             subscription_identifiers: vec![3],
-            ..Default::default()
-        },
+            ..PropertyValues::default()
+        }),
     );
     assert_eq!(
         expect_disconnect(&mut h, publisher),
@@ -217,10 +218,10 @@ fn unknown_topic_alias_gets_protocol_error() {
         &mut h,
         publisher,
         "",
-        Properties {
+        Properties::from(PropertyValues {
             topic_alias: Some(3),
-            ..Default::default()
-        },
+            ..PropertyValues::default()
+        }),
     );
     assert_eq!(
         expect_disconnect(&mut h, publisher),
@@ -357,9 +358,11 @@ fn subscription_identifiers_sent_with_deliveries() {
     let publisher = h.connect("pub", V5);
     h.publish(publisher, "a/b", "kept", QoS::AtMostOnce, true);
     let sub = h.connect("sub", V5);
-    let with_id = |id| Properties {
-        subscription_identifiers: vec![id],
-        ..Default::default()
+    let with_id = |id| {
+        Properties::from(PropertyValues {
+            subscription_identifiers: vec![id],
+            ..PropertyValues::default()
+        })
     };
     h.subscribe_with(
         sub,
@@ -376,7 +379,11 @@ fn subscription_identifiers_sent_with_deliveries() {
     h.expect_publish(sub);
 
     h.publish(publisher, "a/b", "live", QoS::AtMostOnce, false);
-    let mut identifiers = h.expect_publish(sub).properties.subscription_identifiers;
+    let mut identifiers = h
+        .expect_publish(sub)
+        .properties
+        .into_values()
+        .subscription_identifiers;
     identifiers.sort();
     assert_eq!(identifiers, [7, 9]);
 }
@@ -387,14 +394,14 @@ fn publication_properties_forwarded_unchanged() {
     let sub = h.connect("sub", V5);
     h.subscribe(sub, "t", QoS::AtLeastOnce);
     let publisher = h.connect("pub", V5);
-    let properties = Properties {
+    let properties = Properties::from(PropertyValues {
         payload_format_indicator: Some(1),
         content_type: Some("text/plain".into()),
         response_topic: Some("reply/here".into()),
         correlation_data: Some(Bytes::from_static(b"\x00\x01")),
         user_properties: vec![("k".into(), "v".into()), ("k".into(), "w".into())],
-        ..Default::default()
-    };
+        ..PropertyValues::default()
+    });
     let mut publish = publish_packet("t", "x", QoS::AtLeastOnce, false);
     publish.properties = properties.clone();
     h.send(publisher, Packet::Publish(publish));
@@ -571,10 +578,10 @@ fn mqtt311_subscriber_gets_no_properties() {
     let sub = h.connect("sub", V3_1_1);
     h.subscribe(sub, "t", QoS::AtMostOnce);
     let publisher = h.connect("pub", V5);
-    let properties = Properties {
+    let properties = Properties::from(PropertyValues {
         content_type: Some("a".into()),
-        ..Default::default()
-    };
+        ..PropertyValues::default()
+    });
     publish_with(&mut h, publisher, "t", properties);
     let delivered = h.expect_publish(sub);
     assert_eq!(delivered.properties, Properties::default());

@@ -44,7 +44,10 @@ fn next_reason(h: &mut Harness, conn: broker::ConnId) -> (ReasonCode, Option<Str
         Some(Packet::Disconnect(disconnect)) => (disconnect.reason, disconnect.properties),
         other => panic!("expected a packet with a reason code, got {other:?}"),
     };
-    (reason, properties.reason_string.map(|s| s.to_string()))
+    (
+        reason,
+        properties.reason_string.as_ref().map(|s| s.to_string()),
+    )
 }
 
 fn subscribe(h: &mut Harness, conn: broker::ConnId, filter: &str) {
@@ -235,7 +238,11 @@ fn connack_rejection_has_reason_string() {
     connect.will = Some(will("w", "x", QoS::ExactlyOnce, false));
     let (_, connack) = h.connect_with(connect);
     assert_eq!(connack.reason, ReasonCode::QoSNotSupported);
-    let text = connack.properties.reason_string.expect("no Reason String");
+    let text = connack
+        .properties
+        .reason_string
+        .clone()
+        .expect("no Reason String");
     assert!(
         text.contains("will QoS 2 exceeds the Maximum QoS 1"),
         "{text}"
@@ -287,7 +294,11 @@ fn problem_information_0_keeps_connack_reason_string() {
     connect.properties.authentication_method = Some("SCRAM-SHA-1".into());
     let (_, connack) = h.connect_with(connect);
     assert_eq!(connack.reason, ReasonCode::BadAuthenticationMethod);
-    let text = connack.properties.reason_string.expect("no Reason String");
+    let text = connack
+        .properties
+        .reason_string
+        .clone()
+        .expect("no Reason String");
     assert!(text.contains("Authentication Method"), "{text}");
 }
 

@@ -3,7 +3,11 @@
 //! The fixed header alone decides whether a packet is acceptable so far
 //! (type, flags, size), so a bad or oversized packet is rejected before its
 //! body is buffered. The body is then parsed with `nom` from a frozen slice of
-//! the input buffer, and every string and payload shares that slice.
+//! the input buffer, and every string and payload shares that slice. The one
+//! exception is the topic of a PUBLISH that fills the whole buffer, which is
+//! copied because that costs less than making the buffer shared (see
+//! [`publish`]). PUBLISH, the packet decoded most often, is read with plain
+//! slice operations instead of `nom`.
 
 use std::num::NonZeroU16;
 
@@ -15,10 +19,11 @@ use crate::error::DecodeError;
 use crate::packet::*;
 use crate::properties::{read_properties, Properties, PropertyContext};
 use crate::reason::{ReasonCode, ReasonKind};
+use crate::scan::is_plain_ascii_topic;
 use crate::topic::{split_shared, valid_topic_filter, SHARED_PREFIX};
 use crate::wire::{
-    binary, fail, has_nul_or_wildcard, into_error, into_string, length_prefixed, read_var_int,
-    string, Res, VarInt, REMAINING_LENGTH_RULE,
+    binary, fail, into_error, length_prefixed, not_utf8, past_end, read_var_int,
+    split_length_prefixed, split_u16, string, to_str, Res, VarInt, REMAINING_LENGTH_RULE,
 };
 
 /// Control packet types, the high nibble of the first byte.
@@ -72,13 +77,31 @@ pub(crate) fn decode(
         return Ok(None);
     }
 
-    buf.advance(header_len);
-    let body = buf.split_to(remaining_length).freeze();
+    let (body, body_owned) = take_body(buf, header_len, remaining_length);
     let version = version.unwrap_or(ProtocolVersion::V5);
     if packet_type == kind::PUBLISH {
-        return publish(body, flags, version.is_v5());
+        return publish(body, body_owned, flags, version.is_v5());
     }
     decode_body(packet_type, flags, &body, version)
+}
+
+/// Removes the packet of `header_len + remaining_length` bytes from the
+/// front of `buf` and returns its body, and whether the body is the only
+/// handle to its memory.
+///
+/// When the packet fills `buf` to its capacity, the body takes over the whole
+/// allocation. That leaves `buf` empty, with nothing it could still have
+/// written to, and saves the allocation and the reference count updates that
+/// splitting a shared buffer costs.
+fn take_body(buf: &mut BytesMut, header_len: usize, remaining_length: usize) -> (Bytes, bool) {
+    let size = header_len + remaining_length;
+    if buf.len() == size && buf.capacity() == size {
+        let mut body = std::mem::take(buf).freeze();
+        body.advance(header_len);
+        return (body, true);
+    }
+    buf.advance(header_len);
+    (buf.split_to(remaining_length).freeze(), false)
 }
 
 /// Accepts only CONNECT before the version is known (MQTT-3.1.0-1), and
@@ -221,7 +244,7 @@ fn decode_body(
         kind::UNSUBACK => Packet::UnsubAck(parse_all(unsuback(body, input, v5))?),
         kind::PINGREQ => parse_all(Ok((input, Packet::PingReq)))?,
         kind::PINGRESP => parse_all(Ok((input, Packet::PingResp)))?,
-        kind::PUBLISH => return publish(body.clone(), flags, v5),
+        kind::PUBLISH => return publish(body.clone(), false, flags, v5),
         kind::DISCONNECT => Packet::Disconnect(parse_all(disconnect(body, input, v5))?),
         // check_type let type 15 through only for MQTT 5.0, where it is AUTH.
         _ => Packet::Auth(parse_all(auth(body, input))?),
@@ -247,10 +270,16 @@ fn packet_id<'a>(input: &'a [u8], rule: &'static str) -> Res<'a, PacketId> {
     let (rest, value) = be_u16(input)?;
     match NonZeroU16::new(value) {
         Some(pkid) => Ok((rest, pkid)),
-        None => fail(DecodeError::Malformed {
-            rule,
-            detail: "packet identifier is 0",
-        }),
+        None => fail(packet_id_zero(rule)),
+    }
+}
+
+/// Returns the error for a Packet Identifier of 0, which `rule` forbids.
+#[cold]
+fn packet_id_zero(rule: &'static str) -> DecodeError {
+    DecodeError::Malformed {
+        rule,
+        detail: "packet identifier is 0",
     }
 }
 
@@ -491,10 +520,17 @@ fn v5_reason(code: u8, kind: ReasonKind, rule: &'static str) -> Result<ReasonCod
     }
 }
 
-/// Reads PUBLISH. It takes the body by value so that the topic and the
-/// payload are cut from it without extra reference count updates.
+/// Reads PUBLISH. It takes the body by value so that the payload is cut from
+/// it without extra reference count updates. When `body_owned` is true the
+/// body is the only handle to its memory, and copying the topic name is then
+/// cheaper than sharing that memory between topic and payload.
 #[inline]
-fn publish(mut body: Bytes, flags: u8, v5: bool) -> Result<Option<Packet>, DecodeError> {
+fn publish(
+    mut body: Bytes,
+    body_owned: bool,
+    flags: u8,
+    v5: bool,
+) -> Result<Option<Packet>, DecodeError> {
     let dup = flags & 0b1000 != 0;
     let retain = flags & 0b0001 != 0;
     // check_publish_flags has already rejected QoS 3.
@@ -504,33 +540,32 @@ fn publish(mut body: Bytes, flags: u8, v5: bool) -> Result<Option<Packet>, Decod
     })?;
 
     let input = body.as_ref();
-    let (rest, _) = length_prefixed(input).map_err(into_error)?;
-    let topic_end = input.len() - rest.len();
-    let (rest, pkid) = if qos == QoS::AtMostOnce {
-        (rest, None)
+    let (raw_topic, rest) = split_length_prefixed(input).ok_or_else(past_end)?;
+    let (pkid, rest) = if qos == QoS::AtMostOnce {
+        (None, rest)
     } else {
-        let (rest, pkid) = packet_id(rest, "MQTT-2.2.1-3").map_err(into_error)?;
-        (rest, Some(pkid))
+        let (value, rest) = split_u16(rest).ok_or_else(past_end)?;
+        let pkid = NonZeroU16::new(value).ok_or_else(|| packet_id_zero("MQTT-2.2.1-3"))?;
+        (Some(pkid), rest)
     };
     let (rest, properties) =
         maybe_properties(&body, rest, v5, PropertyContext::Publish).map_err(into_error)?;
     let payload_start = input.len() - rest.len();
 
-    let mut topic = body.split_to(topic_end);
-    topic.advance(2);
-    // One fast scan for the common case of a clean topic; the slower checks
-    // run only to name the rule that a bad topic breaks.
-    let topic = if has_nul_or_wildcard(&topic) {
-        let topic = into_string(topic)?;
-        check_topic_name(&topic, v5)?;
-        topic
+    let topic = if is_plain_ascii_topic(raw_topic) {
+        let topic = if body_owned {
+            Bytes::copy_from_slice(raw_topic)
+        } else {
+            body.slice_ref(raw_topic)
+        };
+        // SAFETY: is_plain_ascii_topic found only bytes below 0x80, and ASCII
+        // is valid UTF-8. The unit tests of `scan` check the scan against a
+        // byte loop.
+        unsafe { ByteString::from_bytes_unchecked(topic) }
     } else {
-        ByteString::try_from(topic).map_err(|_| DecodeError::Malformed {
-            rule: "MQTT-1.5.4-1",
-            detail: "string is not well-formed UTF-8",
-        })?
+        publish_topic(&body, raw_topic, body_owned, v5)?
     };
-    body.advance(payload_start - topic_end);
+    body.advance(payload_start);
     let payload = body;
 
     if topic.is_empty() {
@@ -562,6 +597,25 @@ fn publish(mut body: Bytes, flags: u8, v5: bool) -> Result<Option<Packet>, Decod
         payload,
         properties,
     })))
+}
+
+/// Checks a PUBLISH topic name that is not plain ASCII, and returns it as a
+/// copy or as a slice of `body` like the fast path in [`publish`].
+#[cold]
+fn publish_topic(
+    body: &Bytes,
+    raw_topic: &[u8],
+    body_owned: bool,
+    v5: bool,
+) -> Result<ByteString, DecodeError> {
+    // The checks run in this order so that an error names the first rule the
+    // topic breaks.
+    let topic = to_str(raw_topic)?;
+    check_topic_name(topic, v5)?;
+    if body_owned {
+        return Ok(ByteString::from(topic));
+    }
+    ByteString::try_from(body.slice_ref(raw_topic)).map_err(|_| not_utf8())
 }
 
 /// Reads PUBACK, PUBREC, PUBREL or PUBCOMP. In MQTT 5.0 the reason code and
@@ -621,7 +675,7 @@ fn check_filter(filter: &str, v5: bool) -> Result<bool, DecodeError> {
 fn subscribe<'a>(body: &Bytes, input: &'a [u8], v5: bool) -> Res<'a, Subscribe> {
     let (input, pkid) = packet_id(input, "MQTT-2.2.1-3")?;
     let (mut input, properties) = maybe_properties(body, input, v5, PropertyContext::Subscribe)?;
-    let mut filters = Vec::new();
+    let mut filters = Vec::with_capacity(count_filters(input, 1));
     while !input.is_empty() {
         let (rest, filter) = string(body, input)?;
         let (rest, options) = be_u8(rest)?;
@@ -642,6 +696,18 @@ fn subscribe<'a>(body: &Bytes, input: &'a [u8], v5: bool) -> Res<'a, Subscribe> 
         properties,
     };
     Ok((input, subscribe))
+}
+
+/// Counts the topic filters in `input`, each a string followed by
+/// `options_len` bytes, up to the first that does not fit. Sizing the vector
+/// first saves its regrowth.
+fn count_filters(mut input: &[u8], options_len: usize) -> usize {
+    let mut count = 0;
+    while let Some((_, rest)) = split_length_prefixed(input) {
+        count += 1;
+        input = rest.get(options_len..).unwrap_or_default();
+    }
+    count
 }
 
 /// Decodes the Subscription Options byte (Requested QoS byte before 5.0).
@@ -729,7 +795,7 @@ fn suback<'a>(body: &Bytes, input: &'a [u8], v5: bool) -> Res<'a, SubAck> {
 fn unsubscribe<'a>(body: &Bytes, input: &'a [u8], v5: bool) -> Res<'a, Unsubscribe> {
     let (input, pkid) = packet_id(input, "MQTT-2.2.1-3")?;
     let (mut input, properties) = maybe_properties(body, input, v5, PropertyContext::Unsubscribe)?;
-    let mut filters = Vec::new();
+    let mut filters = Vec::with_capacity(count_filters(input, 0));
     while !input.is_empty() {
         let (rest, filter) = string(body, input)?;
         check_filter(&filter, v5).or_else(fail)?;

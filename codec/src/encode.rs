@@ -16,12 +16,34 @@ use crate::wire::{binary_len, put_binary, put_var_int, var_int_len, VARIABLE_BYT
 
 /// See [`crate::encode`].
 pub(crate) fn encode(packet: &Packet, version: ProtocolVersion, out: &mut BytesMut) {
-    let remaining_length = body_len(packet, version);
+    let v5 = version.is_v5();
+    // PUBLISH, SUBSCRIBE and CONNECT, the packets clients send most, skip the
+    // general path's three matches on the packet type.
+    let remaining_length = match packet {
+        Packet::Publish(publish) => return encode_publish(publish, v5, out),
+        Packet::Subscribe(subscribe) => {
+            let first_byte = kind::SUBSCRIBE << 4 | 0b0010;
+            put_fixed_header(out, first_byte, subscribe_len(subscribe, v5));
+            return write_subscribe(subscribe, v5, out);
+        }
+        Packet::Connect(connect) => {
+            put_fixed_header(out, kind::CONNECT << 4, connect_len(connect));
+            return write_connect(connect, out);
+        }
+        _ => body_len(packet, version),
+    };
+    put_fixed_header(out, first_byte(packet), remaining_length);
+    write_body(packet, version, out);
+}
+
+/// Reserves room for the whole packet, then appends the first byte and the
+/// Remaining Length.
+#[inline]
+fn put_fixed_header(out: &mut BytesMut, first_byte: u8, remaining_length: usize) {
     debug_assert!(remaining_length <= VARIABLE_BYTE_INTEGER_MAX as usize);
     out.reserve(1 + var_int_len(remaining_length) + remaining_length);
-    out.put_u8(first_byte(packet));
+    out.put_u8(first_byte);
     put_var_int(out, remaining_length);
-    write_body(packet, version, out);
 }
 
 impl Packet {
@@ -37,11 +59,7 @@ fn first_byte(packet: &Packet) -> u8 {
     let (packet_type, flags) = match packet {
         Packet::Connect(_) => (kind::CONNECT, 0),
         Packet::ConnAck(_) => (kind::CONNACK, 0),
-        Packet::Publish(publish) => {
-            let flags =
-                u8::from(publish.dup) << 3 | (publish.qos as u8) << 1 | u8::from(publish.retain);
-            (kind::PUBLISH, flags)
-        }
+        Packet::Publish(publish) => return publish_first_byte(publish),
         Packet::PubAck(_) => (kind::PUBACK, 0),
         Packet::PubRec(_) => (kind::PUBREC, 0),
         Packet::PubRel(_) => (kind::PUBREL, 0b0010),
@@ -56,6 +74,12 @@ fn first_byte(packet: &Packet) -> u8 {
         Packet::Auth(_) => (kind::AUTH, 0),
     };
     packet_type << 4 | flags
+}
+
+#[inline]
+fn publish_first_byte(publish: &Publish) -> u8 {
+    let flags = u8::from(publish.dup) << 3 | (publish.qos as u8) << 1 | u8::from(publish.retain);
+    kind::PUBLISH << 4 | flags
 }
 
 /// The length of a Property Length field and the properties after it.
@@ -127,11 +151,12 @@ fn body_len(packet: &Packet, version: ProtocolVersion) -> usize {
         Packet::Connect(connect) => connect_len(connect),
         Packet::ConnAck(connack) => 2 + properties_len(&connack.properties),
         Packet::Publish(publish) => {
-            let pkid_len = if publish.qos == QoS::AtMostOnce { 0 } else { 2 };
-            binary_len(publish.topic.as_bytes())
-                + pkid_len
-                + properties_len(&publish.properties)
-                + publish.payload.len()
+            let properties_len = if v5 {
+                publish.properties.encoded_len()
+            } else {
+                0
+            };
+            publish_len(publish, v5, properties_len)
         }
         Packet::PubAck(PubAck {
             reason, properties, ..
@@ -145,14 +170,7 @@ fn body_len(packet: &Packet, version: ProtocolVersion) -> usize {
         | Packet::PubComp(PubComp {
             reason, properties, ..
         }) => 2 + if v5 { tail_len(*reason, properties) } else { 0 },
-        Packet::Subscribe(subscribe) => {
-            let filters: usize = subscribe
-                .filters
-                .iter()
-                .map(|filter| binary_len(filter.filter.as_bytes()) + 1)
-                .sum();
-            2 + properties_len(&subscribe.properties) + filters
-        }
+        Packet::Subscribe(subscribe) => subscribe_len(subscribe, v5),
         Packet::SubAck(suback) => 2 + properties_len(&suback.properties) + suback.reasons.len(),
         Packet::Unsubscribe(unsubscribe) => {
             let filters: usize = unsubscribe
@@ -174,6 +192,33 @@ fn body_len(packet: &Packet, version: ProtocolVersion) -> usize {
             Tail::Reason | Tail::Full => 1 + properties_field_len(&auth.properties),
         },
     }
+}
+
+/// Returns the remaining length of PUBLISH, given the length of its property
+/// list.
+#[inline]
+fn publish_len(publish: &Publish, v5: bool, properties_len: usize) -> usize {
+    let pkid_len = if publish.qos == QoS::AtMostOnce { 0 } else { 2 };
+    let properties_field_len = if v5 {
+        var_int_len(properties_len) + properties_len
+    } else {
+        0
+    };
+    binary_len(publish.topic.as_bytes()) + pkid_len + properties_field_len + publish.payload.len()
+}
+
+fn subscribe_len(subscribe: &Subscribe, v5: bool) -> usize {
+    let filters: usize = subscribe
+        .filters
+        .iter()
+        .map(|filter| binary_len(filter.filter.as_bytes()) + 1)
+        .sum();
+    let properties_len = if v5 {
+        properties_field_len(&subscribe.properties)
+    } else {
+        0
+    };
+    2 + properties_len + filters
 }
 
 fn connect_len(connect: &Connect) -> usize {
@@ -204,7 +249,14 @@ fn write_body(packet: &Packet, version: ProtocolVersion, out: &mut BytesMut) {
     match packet {
         Packet::Connect(connect) => write_connect(connect, out),
         Packet::ConnAck(connack) => write_connack(connack, version, out),
-        Packet::Publish(publish) => write_publish(publish, v5, out),
+        Packet::Publish(publish) => {
+            let properties_len = if v5 {
+                publish.properties.encoded_len()
+            } else {
+                0
+            };
+            write_publish(publish, v5, properties_len, out)
+        }
         Packet::PubAck(PubAck {
             pkid,
             reason,
@@ -318,14 +370,53 @@ fn write_connack(connack: &ConnAck, version: ProtocolVersion, out: &mut BytesMut
     }
 }
 
-fn write_publish(publish: &Publish, v5: bool, out: &mut BytesMut) {
+/// Appends PUBLISH. Below 128 bytes of remaining length, the fixed header
+/// and the topic length take one write instead of four.
+fn encode_publish(publish: &Publish, v5: bool, out: &mut BytesMut) {
+    let properties_len = if v5 {
+        publish.properties.encoded_len()
+    } else {
+        0
+    };
+    let remaining_length = publish_len(publish, v5, properties_len);
+    let first_byte = publish_first_byte(publish);
+    let topic = publish.topic.as_bytes();
+    match (u8::try_from(remaining_length), u8::try_from(topic.len())) {
+        // The topic is part of the remaining length, so it is shorter too.
+        (Ok(length @ 0..=127), Ok(topic_len)) => {
+            out.reserve(2 + remaining_length);
+            out.put_slice(&[first_byte, length, 0, topic_len]);
+            out.put_slice(topic);
+        }
+        _ => {
+            put_fixed_header(out, first_byte, remaining_length);
+            put_binary(out, topic);
+        }
+    }
+    write_publish_after_topic(publish, v5, properties_len, out);
+}
+
+/// Appends the body of PUBLISH, given the length of its property list.
+#[inline]
+fn write_publish(publish: &Publish, v5: bool, properties_len: usize, out: &mut BytesMut) {
     put_binary(out, publish.topic.as_bytes());
+    write_publish_after_topic(publish, v5, properties_len, out);
+}
+
+/// Appends the packet identifier, the properties and the payload of PUBLISH.
+#[inline]
+fn write_publish_after_topic(
+    publish: &Publish,
+    v5: bool,
+    properties_len: usize,
+    out: &mut BytesMut,
+) {
     if publish.qos != QoS::AtMostOnce {
         debug_assert!(publish.pkid.is_some(), "PUBLISH with QoS > 0 needs a pkid");
         out.put_u16(publish.pkid.map_or(0, |pkid| pkid.get()));
     }
     if v5 {
-        write_properties(out, &publish.properties);
+        put_properties(out, &publish.properties, properties_len);
     }
     out.put_slice(&publish.payload);
 }

@@ -9,6 +9,8 @@
 //! - `decode`, `encode`: the two directions of the wire format, behind
 //!   [`decode()`] and [`encode()`].
 //! - `wire`: Variable Byte Integers, strings and binary data.
+//! - `scan`: word-at-a-time checks of strings for NUL, wildcards and
+//!   non-ASCII bytes.
 //!
 //! The codec does no I/O. [`decode`] takes whatever bytes have arrived and
 //! returns `Ok(None)` until a whole packet is there; [`encode`] appends one
@@ -20,6 +22,7 @@ pub mod error;
 pub mod packet;
 pub mod properties;
 pub mod reason;
+mod scan;
 pub mod topic;
 mod wire;
 
@@ -27,7 +30,7 @@ pub use bytes::{Bytes, BytesMut};
 pub use bytestring::ByteString;
 pub use error::{DecodeError, V3Response};
 pub use packet::*;
-pub use properties::Properties;
+pub use properties::{Properties, PropertyValues};
 pub use reason::{ReasonCode, ReasonKind};
 pub use topic::{matches, split_shared, valid_topic_filter, valid_topic_name};
 pub use wire::VARIABLE_BYTE_INTEGER_MAX;
@@ -39,7 +42,9 @@ pub use wire::VARIABLE_BYTE_INTEGER_MAX;
 /// level selects the version. A packet whose announced size exceeds
 /// `max_packet_size` is rejected from its fixed header, before its body is
 /// buffered. Returns `Ok(None)` when `buf` does not yet hold a whole packet,
-/// and then leaves `buf` unchanged.
+/// and then leaves `buf` unchanged. When the packet fills `buf` to its
+/// capacity, the packet takes over `buf`'s allocation and leaves `buf` empty
+/// with no capacity.
 ///
 /// A CONNECT that arrives when `version` is already set is decoded with its
 /// own level too; rejecting a second CONNECT (MQTT-3.1.0-2) is the broker's

@@ -65,9 +65,6 @@ impl QoS {
 }
 
 /// Any MQTT control packet.
-// CONNECT with its two property sets makes the enum large; boxing it would
-// change the public type that the broker matches on.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Packet {
     Connect(Connect),

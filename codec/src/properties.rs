@@ -1,7 +1,12 @@
 //! MQTT 5.0 properties.
 //!
-//! One struct carries every property; each packet type allows only some of
-//! them, which the decoder checks and the encoder trusts.
+//! [`PropertyValues`] carries every property. Each packet type allows only
+//! some of them, which the decoder checks and the encoder trusts. Packets hold
+//! them through [`Properties`], a pointer-sized handle that allocates only
+//! when a property is set, because most packets carry none.
+
+use std::fmt;
+use std::ops::{Deref, DerefMut};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
@@ -15,10 +20,96 @@ use crate::wire::{
     binary, binary_len, fail, put_binary, put_var_int, string, var_int, var_int_len, Res,
 };
 
-/// The properties of one packet (or of a will). Absent properties are `None`
-/// or empty. Only User Property and Subscription Identifier may repeat.
+/// The properties of one packet or will.
+///
+/// Dereferences to [`PropertyValues`], so fields read as
+/// `packet.properties.topic_alias`. While no property is set it holds no
+/// allocation and dereferences to a shared empty value. The first mutable
+/// access allocates the values, even one that only writes `None`.
+/// Build a handle with properties set from a [`PropertyValues`] literal:
+/// `Properties::from(PropertyValues { topic_alias: Some(1), ..Default::default() })`.
+#[derive(Default)]
+pub struct Properties(Option<Box<PropertyValues>>);
+
+/// The value every absent [`Properties`] dereferences to.
+static EMPTY: PropertyValues = PropertyValues::EMPTY;
+
+impl Properties {
+    /// Returns the values by value, or empty values if none were set.
+    pub fn into_values(self) -> PropertyValues {
+        match self.0 {
+            Some(values) => *values,
+            None => PropertyValues::default(),
+        }
+    }
+
+    /// True if no property is set.
+    pub fn is_empty(&self) -> bool {
+        self.0.as_deref().is_none_or(PropertyValues::is_empty)
+    }
+
+    /// Returns the encoded length of the property list, without its Property
+    /// Length.
+    pub fn encoded_len(&self) -> usize {
+        self.0.as_deref().map_or(0, PropertyValues::encoded_len)
+    }
+}
+
+impl From<PropertyValues> for Properties {
+    /// Wraps `values`, without an allocation when none is set.
+    fn from(values: PropertyValues) -> Self {
+        if values.is_empty() {
+            return Properties(None);
+        }
+        Properties(Some(Box::new(values)))
+    }
+}
+
+impl Deref for Properties {
+    type Target = PropertyValues;
+
+    fn deref(&self) -> &PropertyValues {
+        self.0.as_deref().unwrap_or(&EMPTY)
+    }
+}
+
+impl DerefMut for Properties {
+    /// Allocates empty values first if there are none.
+    fn deref_mut(&mut self) -> &mut PropertyValues {
+        self.0.get_or_insert_with(Box::default)
+    }
+}
+
+impl Clone for Properties {
+    /// Clones the values, or leaves the clone unallocated when none is set,
+    /// even if a mutable access allocated them.
+    fn clone(&self) -> Self {
+        match &self.0 {
+            Some(values) if !values.is_empty() => Properties(Some(values.clone())),
+            _ => Properties(None),
+        }
+    }
+}
+
+impl PartialEq for Properties {
+    /// Compares the values, so an allocated empty set equals an absent one.
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Properties {}
+
+impl fmt::Debug for Properties {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+/// The value of every property of one packet or will. Absent properties are
+/// `None` or empty. Only User Property and Subscription Identifier may repeat.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Properties {
+pub struct PropertyValues {
     /// 0x01, PUBLISH and will: 0 means unspecified bytes, 1 means UTF-8.
     pub payload_format_indicator: Option<u8>,
     /// 0x02, PUBLISH and will: lifetime in seconds.
@@ -73,6 +164,39 @@ pub struct Properties {
     pub subscription_identifier_available: Option<u8>,
     /// 0x2A, CONNACK.
     pub shared_subscription_available: Option<u8>,
+}
+
+impl PropertyValues {
+    /// No property set, as a constant.
+    const EMPTY: PropertyValues = PropertyValues {
+        payload_format_indicator: None,
+        message_expiry_interval: None,
+        content_type: None,
+        response_topic: None,
+        correlation_data: None,
+        subscription_identifiers: Vec::new(),
+        session_expiry_interval: None,
+        assigned_client_identifier: None,
+        server_keep_alive: None,
+        authentication_method: None,
+        authentication_data: None,
+        request_problem_information: None,
+        will_delay_interval: None,
+        request_response_information: None,
+        response_information: None,
+        server_reference: None,
+        reason_string: None,
+        receive_maximum: None,
+        topic_alias_maximum: None,
+        topic_alias: None,
+        maximum_qos: None,
+        retain_available: None,
+        user_properties: Vec::new(),
+        maximum_packet_size: None,
+        wildcard_subscription_available: None,
+        subscription_identifier_available: None,
+        shared_subscription_available: None,
+    };
 }
 
 /// The packet, or the will of a CONNECT, that a property list belongs to.
@@ -282,7 +406,7 @@ pub(crate) fn read_properties<'a>(
     let (rest, length) = var_int(input)?;
     let (rest, mut list) = take(length).parse_complete(rest)?;
 
-    let mut properties = Properties::default();
+    let mut values = Box::<PropertyValues>::default();
     let mut seen: u64 = 0;
     while !list.is_empty() {
         let (after_id, id) = var_int(list)?;
@@ -300,9 +424,10 @@ pub(crate) fn read_properties<'a>(
             });
         }
         seen |= bit;
-        list = read_value(body, after_id, id, &mut properties)?;
+        list = read_value(body, after_id, id, &mut values)?;
     }
-    Ok((rest, properties))
+    // Every property sets a field, so a non-zero length leaves `values` non-empty.
+    Ok((rest, Properties(Some(values))))
 }
 
 /// Checks a Byte property that only 0 and 1 are valid for.
@@ -334,7 +459,7 @@ fn read_value<'a>(
     body: &Bytes,
     input: &'a [u8],
     id: u32,
-    properties: &mut Properties,
+    properties: &mut PropertyValues,
 ) -> Result<&'a [u8], Err<DecodeError>> {
     let p = properties;
     let rest = match id {
@@ -530,7 +655,7 @@ fn read_value<'a>(
     Ok(rest)
 }
 
-impl Properties {
+impl PropertyValues {
     /// Returns the encoded length of the property list, without its Property
     /// Length.
     pub fn encoded_len(&self) -> usize {
@@ -605,7 +730,7 @@ impl Properties {
 
 /// Appends the Property Length `length`, which must be
 /// `properties.encoded_len()`, and the properties in identifier order.
-pub(crate) fn put_properties(out: &mut BytesMut, properties: &Properties, length: usize) {
+pub(crate) fn put_properties(out: &mut BytesMut, properties: &PropertyValues, length: usize) {
     put_var_int(out, length);
     if length == 0 {
         return;
@@ -720,4 +845,51 @@ fn put_u32(out: &mut BytesMut, id: u32, value: u32) {
 fn put_data(out: &mut BytesMut, id: u32, value: &[u8]) {
     put_id(out, id);
     put_binary(out, value);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handle_is_pointer_sized() {
+        assert_eq!(size_of::<Properties>(), size_of::<usize>());
+    }
+
+    #[test]
+    fn absent_properties_read_as_empty() {
+        let properties = Properties::default();
+        assert!(properties.is_empty());
+        assert_eq!(properties.encoded_len(), 0);
+        assert_eq!(properties.topic_alias, None);
+        assert!(properties.user_properties.is_empty());
+        assert_eq!(*properties, PropertyValues::default());
+    }
+
+    // The field writes on a default handle are what this test exercises.
+    #[allow(clippy::field_reassign_with_default)]
+    #[test]
+    fn mutable_access_allocates_and_keeps_equality() {
+        let mut written = Properties::default();
+        written.topic_alias = None;
+        assert!(written.0.is_some());
+        assert_eq!(written, Properties::default());
+        assert!(written.clone().0.is_none());
+
+        written.topic_alias = Some(3);
+        assert_eq!(written.encoded_len(), 3);
+        assert_ne!(written, Properties::default());
+        assert_eq!(written.clone().topic_alias, Some(3));
+    }
+
+    #[test]
+    fn from_values_allocates_only_when_set() {
+        assert!(Properties::from(PropertyValues::default()).0.is_none());
+        let set = Properties::from(PropertyValues {
+            reason_string: Some("why".into()),
+            ..PropertyValues::default()
+        });
+        assert_eq!(set.reason_string.as_deref(), Some("why"));
+        assert_eq!(set.into_values().reason_string.as_deref(), Some("why"));
+    }
 }

@@ -1,6 +1,6 @@
 //! Topic names, topic filters and how they match (MQTT section 4.7).
 
-use crate::wire::has_nul_or_wildcard;
+use crate::scan::{find_nul_or_wildcard, has_nul_or_wildcard};
 
 /// The prefix of a shared subscription's topic filter (MQTT 5.0 section 4.8.2).
 pub const SHARED_PREFIX: &str = "$share/";
@@ -22,27 +22,25 @@ pub fn valid_topic_filter(filter: &str) -> bool {
     if bytes.is_empty() || bytes.len() > usize::from(u16::MAX) {
         return false;
     }
-    if !has_nul_or_wildcard(bytes) {
-        return true;
-    }
-    // One pass over the bytes: all the characters checked here are ASCII.
-    let mut level_start = 0;
-    for (index, &byte) in bytes.iter().enumerate() {
-        let whole_level = index == level_start;
+    // Jump from one NUL, `+` or `#` to the next, because the bytes between
+    // them are valid anywhere. All the characters checked here are ASCII.
+    let mut start = 0;
+    while let Some(offset) = bytes.get(start..).and_then(find_nul_or_wildcard) {
+        let index = start + offset;
+        let whole_level = match index.checked_sub(1) {
+            None => true,
+            Some(previous) => bytes.get(previous) == Some(&b'/'),
+        };
         let next = bytes.get(index + 1);
-        let valid = match byte {
-            b'/' => {
-                level_start = index + 1;
-                true
-            }
-            b'+' => whole_level && next.is_none_or(|&next| next == b'/'),
-            b'#' => whole_level && next.is_none(),
-            0 => false,
-            _ => true,
+        let valid = match bytes.get(index) {
+            Some(b'+') => whole_level && next.is_none_or(|&next| next == b'/'),
+            Some(b'#') => whole_level && next.is_none(),
+            _ => false,
         };
         if !valid {
             return false;
         }
+        start = index + 1;
     }
     true
 }

@@ -11,6 +11,7 @@ use nom::error::{ErrorKind, ParseError};
 use nom::{IResult, Parser};
 
 use crate::error::DecodeError;
+use crate::scan::is_ascii_without_nul;
 
 /// The maximum value of a Variable Byte Integer (four bytes of 7 bits).
 pub const VARIABLE_BYTE_INTEGER_MAX: u32 = 268_435_455;
@@ -26,10 +27,7 @@ impl ParseError<&[u8]> for DecodeError {
     fn from_error_kind(_input: &[u8], _kind: ErrorKind) -> Self {
         // The readers use only complete-input parsers, so the one way for a
         // nom primitive to fail is to run out of packet.
-        DecodeError::Malformed {
-            rule: REMAINING_LENGTH_RULE,
-            detail: "a field runs past the end of the packet",
-        }
+        past_end()
     }
 
     fn append(_input: &[u8], _kind: ErrorKind, other: Self) -> Self {
@@ -46,11 +44,34 @@ pub(crate) fn fail<T>(error: DecodeError) -> Result<T, nom::Err<DecodeError>> {
 pub(crate) fn into_error(error: nom::Err<DecodeError>) -> DecodeError {
     match error {
         nom::Err::Error(error) | nom::Err::Failure(error) => error,
-        nom::Err::Incomplete(_) => DecodeError::Malformed {
-            rule: REMAINING_LENGTH_RULE,
-            detail: "a field runs past the end of the packet",
-        },
+        nom::Err::Incomplete(_) => past_end(),
     }
+}
+
+/// Returns the error for a field that runs past the end of the packet.
+#[cold]
+pub(crate) fn past_end() -> DecodeError {
+    DecodeError::Malformed {
+        rule: REMAINING_LENGTH_RULE,
+        detail: "a field runs past the end of the packet",
+    }
+}
+
+/// Splits a Two Byte Integer off the front of `input`, or returns `None` if
+/// `input` is shorter. A plain-slice reader for the PUBLISH path, which runs
+/// for every message.
+#[inline]
+pub(crate) fn split_u16(input: &[u8]) -> Option<(u16, &[u8])> {
+    let (bytes, rest) = input.split_first_chunk::<2>()?;
+    Some((u16::from_be_bytes(*bytes), rest))
+}
+
+/// Splits a Two Byte Integer length and that many bytes off the front of
+/// `input`, or returns `None` if `input` is shorter.
+#[inline]
+pub(crate) fn split_length_prefixed(input: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (length, rest) = split_u16(input)?;
+    rest.split_at_checked(usize::from(length))
 }
 
 /// Outcome of reading a Variable Byte Integer from a stream.
@@ -65,7 +86,15 @@ pub(crate) enum VarInt {
 /// Reads a Variable Byte Integer from the front of `input`, which may end
 /// early. Rejects a fifth byte (section 1.5.5) and encodings longer than
 /// needed (MQTT-1.5.5-1).
+#[inline]
 pub(crate) fn read_var_int(input: &[u8]) -> Result<VarInt, DecodeError> {
+    // A value below 128 takes one byte, as in every packet shorter than 130
+    // bytes.
+    if let Some(&byte) = input.first() {
+        if byte & 0x80 == 0 {
+            return Ok(VarInt::Complete(u32::from(byte), 1));
+        }
+    }
     let mut value: u32 = 0;
     for (index, byte) in input.iter().copied().enumerate().take(4) {
         value |= u32::from(byte & 0x7F) << (7 * index);
@@ -105,56 +134,62 @@ pub(crate) fn length_prefixed(input: &[u8]) -> Res<'_, &[u8]> {
 }
 
 /// Turns `raw`, a sub-slice of `body`, into a string sharing `body`'s memory.
+#[inline]
 pub(crate) fn to_string(body: &Bytes, raw: &[u8]) -> Result<ByteString, DecodeError> {
+    if is_ascii_without_nul(raw) {
+        // SAFETY: every byte of `raw` is below 0x80, and ASCII is valid UTF-8.
+        // The unit tests of `scan` check the scan against a byte loop.
+        return Ok(unsafe { ByteString::from_bytes_unchecked(body.slice_ref(raw)) });
+    }
     into_string(body.slice_ref(raw))
 }
 
 /// Turns bytes into a string without copying them. Rejects ill-formed UTF-8,
 /// including encoded surrogates (MQTT-1.5.4-1), and U+0000 (MQTT-1.5.4-2).
 pub(crate) fn into_string(raw: Bytes) -> Result<ByteString, DecodeError> {
-    // Rust's UTF-8 check rejects surrogates and overlong forms, so 0x00 can
-    // only be the encoding of U+0000.
+    check_no_nul(&raw)?;
+    ByteString::try_from(raw).map_err(|_| not_utf8())
+}
+
+/// Checks `raw` as [`into_string`] does and returns it as a `str`.
+pub(crate) fn to_str(raw: &[u8]) -> Result<&str, DecodeError> {
+    check_no_nul(raw)?;
+    utf8(raw)
+}
+
+/// Rejects U+0000 in a string (MQTT-1.5.4-2). Rust's UTF-8 check rejects
+/// surrogates and overlong forms, so 0x00 can only be the encoding of U+0000.
+fn check_no_nul(raw: &[u8]) -> Result<(), DecodeError> {
     if raw.contains(&0) {
         return Err(DecodeError::Malformed {
             rule: "MQTT-1.5.4-2",
             detail: "string contains U+0000",
         });
     }
-    ByteString::try_from(raw).map_err(|_| DecodeError::Malformed {
-        rule: "MQTT-1.5.4-1",
-        detail: "string is not well-formed UTF-8",
-    })
+    Ok(())
 }
 
-/// True if `bytes` contains 0x00, `+` or `#`. Checks eight bytes per step
-/// with the "has zero byte" bit trick, because PUBLISH topics are scanned on
-/// every packet.
-pub(crate) fn has_nul_or_wildcard(bytes: &[u8]) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
-    let has_zero_byte = |word: u64| word.wrapping_sub(ONES) & !word & HIGH_BITS != 0;
+/// Checks that `raw` is well-formed UTF-8 (MQTT-1.5.4-1), and nothing else.
+pub(crate) fn utf8(raw: &[u8]) -> Result<&str, DecodeError> {
+    std::str::from_utf8(raw).map_err(|_| not_utf8())
+}
 
-    let mut chunks = bytes.chunks_exact(8);
-    for chunk in &mut chunks {
-        let mut word = [0; 8];
-        word.copy_from_slice(chunk);
-        let word = u64::from_le_bytes(word);
-        if has_zero_byte(word)
-            || has_zero_byte(word ^ (ONES * u64::from(b'+')))
-            || has_zero_byte(word ^ (ONES * u64::from(b'#')))
-        {
-            return true;
-        }
+/// Returns the error for a string that is not well-formed UTF-8
+/// (MQTT-1.5.4-1).
+#[cold]
+pub(crate) fn not_utf8() -> DecodeError {
+    DecodeError::Malformed {
+        rule: "MQTT-1.5.4-1",
+        detail: "string is not well-formed UTF-8",
     }
-    chunks
-        .remainder()
-        .iter()
-        .any(|&byte| byte == 0 || byte == b'+' || byte == b'#')
 }
 
 /// nom reader for a UTF-8 Encoded String.
+#[inline]
 pub(crate) fn string<'a>(body: &Bytes, input: &'a [u8]) -> Res<'a, ByteString> {
-    let (rest, raw) = length_prefixed(input)?;
+    let Some((raw, rest)) = split_length_prefixed(input) else {
+        return fail(past_end());
+    };
     match to_string(body, raw) {
         Ok(value) => Ok((rest, value)),
         Err(error) => fail(error),
@@ -162,12 +197,16 @@ pub(crate) fn string<'a>(body: &Bytes, input: &'a [u8]) -> Res<'a, ByteString> {
 }
 
 /// nom reader for Binary Data.
+#[inline]
 pub(crate) fn binary<'a>(body: &Bytes, input: &'a [u8]) -> Res<'a, Bytes> {
-    let (rest, raw) = length_prefixed(input)?;
+    let Some((raw, rest)) = split_length_prefixed(input) else {
+        return fail(past_end());
+    };
     Ok((rest, body.slice_ref(raw)))
 }
 
 /// Returns the number of bytes `value` takes as a Variable Byte Integer.
+#[inline]
 pub(crate) fn var_int_len(value: usize) -> usize {
     match value {
         0..=127 => 1,
@@ -179,6 +218,7 @@ pub(crate) fn var_int_len(value: usize) -> usize {
 
 /// Appends `value` as a Variable Byte Integer. Values above
 /// [`VARIABLE_BYTE_INTEGER_MAX`] are a caller bug.
+#[inline]
 pub(crate) fn put_var_int(out: &mut BytesMut, value: usize) {
     debug_assert!(value <= VARIABLE_BYTE_INTEGER_MAX as usize);
     let mut value = value;
@@ -195,6 +235,7 @@ pub(crate) fn put_var_int(out: &mut BytesMut, value: usize) {
 
 /// Appends a Two Byte Integer length and the bytes. Fields longer than
 /// 65535 bytes are a caller bug.
+#[inline]
 pub(crate) fn put_binary(out: &mut BytesMut, data: &[u8]) {
     debug_assert!(data.len() <= usize::from(u16::MAX));
     out.put_u16(data.len() as u16);
@@ -202,6 +243,7 @@ pub(crate) fn put_binary(out: &mut BytesMut, data: &[u8]) {
 }
 
 /// Returns the encoded length of a string or binary field.
+#[inline]
 pub(crate) fn binary_len(data: &[u8]) -> usize {
     2 + data.len()
 }
@@ -209,22 +251,6 @@ pub(crate) fn binary_len(data: &[u8]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn nul_or_wildcard_scan_matches_byte_loop() {
-        // Every special byte at every position of strings up to 20 bytes,
-        // among bytes that differ from it by one bit.
-        for length in 0..20 {
-            for position in 0..length {
-                for special in [0u8, b'+', b'#', b'*', b'"', b'\x01', 0x80, 0xff] {
-                    let mut bytes = vec![b'a'; length];
-                    bytes[position] = special;
-                    let expected = bytes.iter().any(|&b| b == 0 || b == b'+' || b == b'#');
-                    assert_eq!(has_nul_or_wildcard(&bytes), expected, "{bytes:?}");
-                }
-            }
-        }
-    }
 
     #[test]
     fn var_int_round_trips_at_boundaries() {

@@ -115,18 +115,18 @@ fn connect_v5_with_properties_and_will_properties() {
             payload: Bytes::new(),
             qos: QoS::AtMostOnce,
             retain: false,
-            properties: Properties {
+            properties: Properties::from(PropertyValues {
                 will_delay_interval: Some(5),
-                ..Properties::default()
-            },
+                ..PropertyValues::default()
+            }),
         }),
         username: None,
         password: None,
-        properties: Properties {
+        properties: Properties::from(PropertyValues {
             session_expiry_interval: Some(60),
             receive_maximum: Some(16),
-            ..Properties::default()
-        },
+            ..PropertyValues::default()
+        }),
     });
     assert_wire(&bytes, &expected, V5);
 }
@@ -224,11 +224,11 @@ fn connack_v5_with_properties() {
     let expected = Packet::ConnAck(ConnAck {
         session_present: false,
         reason: ReasonCode::Success,
-        properties: Properties {
+        properties: Properties::from(PropertyValues {
             topic_alias_maximum: Some(10),
             maximum_qos: Some(1),
-            ..Properties::default()
-        },
+            ..PropertyValues::default()
+        }),
     });
     assert_wire(bytes, &expected, V5);
 }
@@ -269,11 +269,11 @@ fn publish_qos1_dup_retain() {
 fn publish_v5_qos2_with_properties() {
     let bytes = b"\x34\x0d\x00\x01t\x00\x0b\x05\x01\x01\x23\x00\x05hi";
     let expected = Packet::Publish(Publish {
-        properties: Properties {
+        properties: Properties::from(PropertyValues {
             payload_format_indicator: Some(1),
             topic_alias: Some(5),
-            ..Properties::default()
-        },
+            ..PropertyValues::default()
+        }),
         ..publish(QoS::ExactlyOnce, Some(pkid(11)), b"hi")
     });
     assert_wire(bytes, &expected, V5);
@@ -284,10 +284,10 @@ fn publish_v5_empty_topic_with_alias() {
     let bytes = b"\x30\x06\x00\x00\x03\x23\x00\x01";
     let expected = Packet::Publish(Publish {
         topic: text(""),
-        properties: Properties {
+        properties: Properties::from(PropertyValues {
             topic_alias: Some(1),
-            ..Properties::default()
-        },
+            ..PropertyValues::default()
+        }),
         ..publish(QoS::AtMostOnce, None, b"")
     });
     assert_wire(bytes, &expected, V5);
@@ -302,7 +302,9 @@ fn publish_empty_payload() {
 
 #[test]
 fn publish_payload_shares_input_buffer() {
-    let mut buf = BytesMut::from(&b"\x30\x07\x00\x03a/bhi"[..]);
+    // Another packet follows, so the buffer stays with the caller and both
+    // topic and payload are slices of it.
+    let mut buf = BytesMut::from(&b"\x30\x07\x00\x03a/bhi\xc0\x00"[..]);
     let start = buf.as_ptr() as usize;
     let packet = decode(&mut buf, Some(V3_1_1), NO_LIMIT).unwrap().unwrap();
     let Packet::Publish(publish) = packet else {
@@ -310,6 +312,24 @@ fn publish_payload_shares_input_buffer() {
     };
     assert_eq!(publish.topic.as_ptr() as usize, start + 4);
     assert_eq!(publish.payload.as_ptr() as usize, start + 7);
+    assert_eq!(&buf[..], b"\xc0\x00");
+}
+
+#[test]
+fn publish_filling_buffer_takes_it_over() {
+    // The packet fills the buffer to its capacity: the payload keeps the
+    // buffer's memory and the topic is a copy.
+    let mut buf = BytesMut::from(&b"\x30\x07\x00\x03a/bhi"[..]);
+    assert_eq!(buf.capacity(), buf.len());
+    let start = buf.as_ptr() as usize;
+    let packet = decode(&mut buf, Some(V3_1_1), NO_LIMIT).unwrap().unwrap();
+    let Packet::Publish(publish) = packet else {
+        panic!("not a PUBLISH")
+    };
+    assert_eq!(publish.topic, "a/b");
+    assert_eq!(publish.payload.as_ptr() as usize, start + 7);
+    assert_eq!(publish.payload, &b"hi"[..]);
+    assert!(buf.is_empty());
 }
 
 #[test]
@@ -342,10 +362,10 @@ fn acks_v5_reason_only_and_full_forms() {
 
     let pubrel = PubRel {
         reason: ReasonCode::PacketIdentifierNotFound,
-        properties: Properties {
+        properties: Properties::from(PropertyValues {
             reason_string: Some(text("x")),
-            ..Properties::default()
-        },
+            ..PropertyValues::default()
+        }),
         ..PubRel::new(pkid(2))
     };
     assert_wire(
@@ -393,10 +413,10 @@ fn subscribe_v5_options_and_identifier() {
             retain_handling: RetainHandling::DoNotSend,
             ..SubscribeFilter::new("a/#", QoS::AtLeastOnce)
         }],
-        properties: Properties {
+        properties: Properties::from(PropertyValues {
             subscription_identifiers: vec![7],
-            ..Properties::default()
-        },
+            ..PropertyValues::default()
+        }),
     });
     assert_wire(bytes, &expected, V5);
 }
@@ -504,10 +524,10 @@ fn disconnect_each_version() {
 
     let with_reason_string = Disconnect {
         reason: ReasonCode::DisconnectWithWillMessage,
-        properties: Properties {
+        properties: Properties::from(PropertyValues {
             reason_string: Some(text("x")),
-            ..Properties::default()
-        },
+            ..PropertyValues::default()
+        }),
     };
     let bytes = b"\xe0\x06\x04\x04\x1f\x00\x01x";
     assert_wire(bytes, &Packet::Disconnect(with_reason_string), V5);
@@ -518,10 +538,10 @@ fn auth_v5() {
     assert_wire(b"\xf0\x00", &Packet::Auth(Auth::default()), V5);
     let continue_auth = Auth {
         reason: ReasonCode::ContinueAuthentication,
-        properties: Properties {
+        properties: Properties::from(PropertyValues {
             authentication_method: Some(text("SCRA")),
-            ..Properties::default()
-        },
+            ..PropertyValues::default()
+        }),
     };
     let bytes = b"\xf0\x09\x18\x07\x15\x00\x04SCRA";
     assert_wire(bytes, &Packet::Auth(continue_auth), V5);

@@ -7,7 +7,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use broker::Message;
 use bytes::Bytes;
-use codec::{Properties, Publish, QoS};
+use codec::{Properties, PropertyValues, Publish, QoS};
 use percent_encoding::percent_decode_str;
 use serde::{Deserialize, Serialize};
 
@@ -205,11 +205,11 @@ fn batch_publish(message: BatchMessage) -> Result<Publish, BadRequest> {
     };
     let qos = QoS::from_u8(message.qos)
         .ok_or_else(|| format!("invalid qos {}: use 0, 1 or 2", message.qos))?;
-    let mut properties = Properties {
+    let mut properties = Properties::from(PropertyValues {
         content_type: message.content_type.map(Into::into),
         message_expiry_interval: message.message_expiry,
-        ..Properties::default()
-    };
+        ..PropertyValues::default()
+    });
     if let Some(topic) = &message.response_topic {
         properties.response_topic = Some(check_response_topic(topic)?.into());
     }

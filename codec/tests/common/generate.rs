@@ -61,7 +61,7 @@ pub fn flag() -> impl Strategy<Value = Option<u8>> {
 
 /// Properties with every field random and valid; [`restrict`] then keeps
 /// only those a packet allows.
-pub fn any_properties() -> impl Strategy<Value = Properties> {
+pub fn any_properties() -> impl Strategy<Value = PropertyValues> {
     let publication = (
         flag(),
         option::of(any::<u32>()),
@@ -113,7 +113,7 @@ pub fn any_properties() -> impl Strategy<Value = Properties> {
         ) = session;
         let (receive, alias_max, max_qos, retain, packet_size, wildcard, ids_available, shared) =
             limits;
-        Properties {
+        PropertyValues {
             payload_format_indicator: format,
             message_expiry_interval: expiry,
             content_type,
@@ -160,10 +160,10 @@ pub enum Context {
 }
 
 /// Keeps the properties that `context` allows, and none before 5.0.
-pub fn restrict(all: Properties, context: Context, version: ProtocolVersion) -> Properties {
-    let mut restricted = Properties::default();
+pub fn restrict(all: PropertyValues, context: Context, version: ProtocolVersion) -> Properties {
+    let mut restricted = PropertyValues::default();
     if !version.is_v5() {
-        return restricted;
+        return Properties::default();
     }
     restricted.user_properties = all.user_properties;
     match context {
@@ -192,7 +192,7 @@ pub fn restrict(all: Properties, context: Context, version: ProtocolVersion) -> 
         }
         Context::ConnAck => {
             let user_properties = restricted.user_properties;
-            restricted = Properties {
+            restricted = PropertyValues {
                 payload_format_indicator: None,
                 message_expiry_interval: None,
                 content_type: None,
@@ -224,7 +224,7 @@ pub fn restrict(all: Properties, context: Context, version: ProtocolVersion) -> 
             restricted.reason_string = all.reason_string;
         }
     }
-    restricted
+    Properties::from(restricted)
 }
 
 pub fn properties(context: Context, version: ProtocolVersion) -> impl Strategy<Value = Properties> {
