@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use bytes::Bytes;
-use codec::{PacketId, Properties, Publish, QoS};
+use codec::{PacketId, Properties, PropertyValues, Publish, QoS};
 use serde::{Deserialize, Serialize};
 
 use crate::external::ExternalPublishError;
@@ -251,7 +251,7 @@ impl MessageRecord {
             }
             None => None,
         };
-        let properties = Properties {
+        let properties = Properties::from(PropertyValues {
             payload_format_indicator: self.payload_format_indicator,
             content_type: self.content_type.as_deref().map(Into::into),
             response_topic: self.response_topic.as_deref().map(Into::into),
@@ -261,8 +261,8 @@ impl MessageRecord {
                 .iter()
                 .map(|(key, value)| (key.as_str().into(), value.as_str().into()))
                 .collect(),
-            ..Properties::default()
-        };
+            ..PropertyValues::default()
+        });
         Ok(Message {
             topic: self.topic.as_str().into(),
             payload: Bytes::from(payload),
@@ -623,12 +623,12 @@ mod tests {
             payload: Bytes::from_static(b"\x00\xffdata"),
             qos: QoS::AtLeastOnce,
             retain: true,
-            properties: Properties {
+            properties: Properties::from(PropertyValues {
                 content_type: Some("bin".into()),
                 correlation_data: Some(Bytes::from_static(b"id")),
                 user_properties: vec![("k".into(), "v".into())],
-                ..Properties::default()
-            },
+                ..PropertyValues::default()
+            }),
             expires_at_ms: Some(99),
         };
         let record = MessageRecord::from_message(&message, Some(3), Some(5));

@@ -37,12 +37,17 @@ impl Message {
     /// resolved.
     pub fn from_publish(publish: Publish, now_ms: u64) -> Message {
         let mut properties = publish.properties;
-        let expires_at_ms = properties
-            .message_expiry_interval
-            .take()
-            .map(|seconds| now_ms.saturating_add(u64::from(seconds) * 1000));
-        properties.topic_alias = None;
-        properties.subscription_identifiers.clear();
+        // Only allocated values can hold something to clear; most PUBLISH
+        // packets carry no properties at all.
+        let mut expires_at_ms = None;
+        if let Some(values) = properties.values_mut() {
+            expires_at_ms = values
+                .message_expiry_interval
+                .take()
+                .map(|seconds| now_ms.saturating_add(u64::from(seconds) * 1000));
+            values.topic_alias = None;
+            values.subscription_identifiers.clear();
+        }
         Message {
             topic: publish.topic,
             payload: publish.payload,
@@ -62,10 +67,13 @@ impl Message {
     /// Interval is the time left, rounded up (MQTT-3.3.2-6).
     pub fn to_publish(&self, pkid: Option<PacketId>, dup: bool, now_ms: u64) -> Publish {
         let mut properties = self.properties.clone();
-        properties.message_expiry_interval = self.expires_at_ms.map(|expires| {
+        if let Some(expires) = self.expires_at_ms {
             let remaining_ms = expires.saturating_sub(now_ms);
-            u32::try_from(remaining_ms.div_ceil(1000)).unwrap_or(u32::MAX)
-        });
+            properties.message_expiry_interval =
+                Some(u32::try_from(remaining_ms.div_ceil(1000)).unwrap_or(u32::MAX));
+        } else if let Some(values) = properties.values_mut() {
+            values.message_expiry_interval = None;
+        }
         Publish {
             dup,
             qos: self.qos,
@@ -90,7 +98,9 @@ impl Message {
     pub fn encode_stored(&self, out: &mut BytesMut) {
         out.put_u64(self.expires_at_ms.unwrap_or(0));
         let mut publish = self.to_publish(Some(PLACEHOLDER_PACKET_ID), false, 0);
-        publish.properties.message_expiry_interval = None;
+        if let Some(values) = publish.properties.values_mut() {
+            values.message_expiry_interval = None;
+        }
         encode_publish(publish, out);
     }
 

@@ -120,7 +120,8 @@ impl Broker {
         conn: ConnId,
         publish: &mut Publish,
     ) -> Result<(), ReasonCode> {
-        let Some(alias) = publish.properties.topic_alias.take() else {
+        let alias = publish.properties.values_mut();
+        let Some(alias) = alias.and_then(|values| values.topic_alias.take()) else {
             return Ok(());
         };
         // Alias 0 or above the maximum the broker sent is an error
@@ -179,7 +180,11 @@ impl Broker {
             // Without Retain As Published the flag is cleared when
             // forwarding (MQTT-3.3.1-12); 3.1.1 always clears it.
             delivery.retain = message.retain && target.retain_as_published;
-            delivery.properties.subscription_identifiers = target.identifiers;
+            if !target.identifiers.is_empty() {
+                delivery.properties.subscription_identifiers = target.identifiers;
+            } else if let Some(values) = delivery.properties.values_mut() {
+                values.subscription_identifiers.clear();
+            }
             self.deliver(&target.client_id, delivery, now_ms);
         }
     }

@@ -43,6 +43,12 @@ impl Properties {
         }
     }
 
+    /// Returns the values if any were allocated, so that a field can be
+    /// cleared without allocating for a packet that carries none.
+    pub fn values_mut(&mut self) -> Option<&mut PropertyValues> {
+        self.0.as_deref_mut()
+    }
+
     /// True if no property is set.
     pub fn is_empty(&self) -> bool {
         self.0.as_deref().is_none_or(PropertyValues::is_empty)
