@@ -6,6 +6,7 @@
 //! - `workload`: N publishers and M subscribers for a fixed time.
 //! - `storm`: many retained messages, then many subscribers at once.
 //! - `connections`: idle connections and the connection rate.
+//! - `counters`: the broker's storage counters from `/admin/metrics`.
 //! - `server`: `wrangler dev` and mosquitto on free ports of 127.0.0.1, and
 //!   their CPU time and memory from `/proc`.
 //! - `suite`, `summary`, `plot`: the side-by-side run, its tables and charts.
@@ -14,6 +15,7 @@
 //! `loadgen suite` starts each server itself and runs every scenario.
 
 mod connections;
+mod counters;
 mod link;
 mod plot;
 mod server;
@@ -156,17 +158,16 @@ fn main() -> ExitCode {
     }
 }
 
-/// Raises the open-file limit to its hard maximum: every connection is a
-/// file descriptor here and in the server, which inherits the limit.
-/// File descriptors that `wrangler dev` uses per WebSocket, measured with
-/// wrangler 4 here: its entry `workerd` process, which proxies every
-/// connection to the Worker's `workerd`, holds about 5 per connection and
-/// exits when it reaches its open-file limit.
-const WRANGLER_FILES_PER_CONNECTION: usize = 6;
+/// File descriptors per WebSocket in this process and in the server that
+/// it connects to: 1 each in the load generator, mosquitto and the Worker's
+/// own `workerd` (measured with wrangler 4.86 here). The suite connects
+/// past wrangler's entry `workerd`, which would hold about 5 per
+/// connection and exit at its open-file limit.
+const FILES_PER_CONNECTION: usize = 1;
 
-/// Returns how many idle connections `wrangler dev` can hold within the
-/// open-file limit that it inherits from this process, keeping 2,000
-/// descriptors for everything else.
+/// Returns how many idle connections fit the open-file limit that the
+/// server inherits from this process, keeping 2,000 descriptors for
+/// everything else.
 fn idle_connections_within_file_limit() -> usize {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
@@ -177,9 +178,11 @@ fn idle_connections_within_file_limit() -> usize {
         return usize::MAX;
     }
     let files = usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX);
-    files.saturating_sub(2_000) / WRANGLER_FILES_PER_CONNECTION
+    files.saturating_sub(2_000) / FILES_PER_CONNECTION
 }
 
+/// Raises the open-file limit to its hard maximum: every connection is a
+/// file descriptor here and in the server, which inherits the limit.
 fn raise_file_limit() {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
@@ -223,6 +226,7 @@ async fn run_one(args: RunArgs) -> Result<(), String> {
             url: args.url,
             wire,
         },
+        None,
         None,
     )
     .await?;

@@ -2,7 +2,7 @@
 //! mosquitto, each on a free port of 127.0.0.1 and stopped by process id.
 //! Their CPU time and resident memory come from `/proc`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
@@ -39,6 +39,8 @@ pub struct Server {
     pub ready_after: Duration,
     /// Processes whose CPU time and memory count as the server's.
     pub probe: Probe,
+    /// The bearer secret of `/admin/` (wrangler only; empty for mosquitto).
+    pub admin_token: String,
     log_path: PathBuf,
     _work_dir: tempfile::TempDir,
 }
@@ -64,9 +66,13 @@ impl Server {
             .iter()
             .map(|byte| format!("{byte:02x}"))
             .collect();
+        let admin_token: String = random_bytes()?
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
         fs::write(
             work_dir.path().join(".dev.vars"),
-            format!("{HMAC_SECRET_NAME}={secret}\n"),
+            format!("{HMAC_SECRET_NAME}={secret}\n{ADMIN_TOKEN_NAME}={admin_token}\n"),
         )
         .map_err(|error| format!("writing .dev.vars failed: {error}"))?;
         let main = copy_build(config, work_dir.path())?;
@@ -115,6 +121,7 @@ impl Server {
             ready_after: Duration::ZERO,
             probe,
             log_path,
+            admin_token,
             _work_dir: work_dir,
         };
         server.wait_for_status(probe_path, 426, spawned).await?;
@@ -163,6 +170,7 @@ impl Server {
             ready_after: Duration::ZERO,
             probe,
             log_path,
+            admin_token: String::new(),
             _work_dir: work_dir,
         };
         let deadline = spawned + Duration::from_secs(10);
@@ -181,6 +189,21 @@ impl Server {
         }
         server.ready_after = spawned.elapsed();
         Ok(server)
+    }
+
+    /// Finds the port of the `workerd` process that runs the Worker itself,
+    /// as opposed to the entry `workerd` on [`Server::port`] that `wrangler
+    /// dev` puts in front of it. The entry one proxies every WebSocket and
+    /// uses about 5 file descriptors per connection, the Worker's own uses
+    /// one. Returns the first other port of 127.0.0.1 that a measured
+    /// process listens on and that returns HTTP `expected` for `path`.
+    pub async fn worker_port(&self, path: &str, expected: u16) -> Option<u16> {
+        for port in listening_ports(&self.probe.pids()) {
+            if port != self.port && http_get_status(port, path).await == Some(expected) {
+                return Some(port);
+            }
+        }
+        None
     }
 
     /// Returns what the server printed so far.
@@ -306,6 +329,48 @@ struct Stat {
     cpu_ticks: u64,
 }
 
+/// Lists the TCP ports on 127.0.0.1 that `pids` listen on, from their
+/// socket inodes and `/proc/net/tcp`.
+fn listening_ports(pids: &[i32]) -> Vec<u16> {
+    let mut inodes = HashSet::new();
+    for pid in pids {
+        let Ok(entries) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(target) = fs::read_link(entry.path()) else {
+                continue;
+            };
+            let inode = target
+                .to_str()
+                .and_then(|target| target.strip_prefix("socket:["))
+                .and_then(|target| target.strip_suffix(']'));
+            if let Some(inode) = inode {
+                inodes.insert(inode.to_string());
+            }
+        }
+    }
+    let table = fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let mut ports = Vec::new();
+    for line in table.lines().skip(1) {
+        // Fields: slot, local address, remote address, state, queues,
+        // timer, retransmits, uid, timeout, inode. State 0A is LISTEN.
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (Some(local), Some(state), Some(inode)) = (fields.get(1), fields.get(3), fields.get(9))
+        else {
+            continue;
+        };
+        if *state != "0A" || !inodes.contains(*inode) {
+            continue;
+        }
+        let port = local
+            .strip_prefix("0100007F:")
+            .and_then(|port| u16::from_str_radix(port, 16).ok());
+        ports.extend(port);
+    }
+    ports
+}
+
 fn read_stat(pid: i32) -> Option<Stat> {
     let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command is in parentheses and may contain spaces; the fields
@@ -334,6 +399,10 @@ fn rss_bytes(pid: i32) -> Option<u64> {
 /// The broker's secret binding for its HS256 key.
 const HMAC_SECRET_NAME: &str = "AUTH_HMAC_SECRET";
 
+/// The secret of the broker's `/admin/` API, from which the suite reads
+/// its storage counters.
+const ADMIN_TOKEN_NAME: &str = "ADMIN_TOKEN";
+
 /// Reads 32 random bytes for a throwaway HMAC key.
 fn random_bytes() -> Result<[u8; 32], String> {
     use std::io::Read;
@@ -347,6 +416,17 @@ fn random_bytes() -> Result<[u8; 32], String> {
 /// A connection-rate limit no benchmark reaches: every client of a run
 /// comes from 127.0.0.1, one address for the limiter.
 const BENCH_RATE_LIMIT: &str = "simple = { limit = 1000000, period = 10 }";
+
+/// The broker's connection limit per namespace in the benchmark, above its
+/// default of 10,000 so that the idle scenario's warm-up connection and its
+/// 10,000 idle ones fit in one namespace.
+const BENCH_MAX_CONNECTIONS: &str = "20000";
+
+/// Turns the R2 mirror of retained messages off. With it on, local R2 writes
+/// of the storm's 10,000 retained messages kept the object from responding
+/// for about 16 s (wrangler 4.86 here). A client waits less for its
+/// WebSocket upgrade, so the storm would measure R2 instead of the broker.
+const BENCH_AUDIT_SETTINGS: &str = "\n[vars.AUDIT]\nmirror_retained = false\n";
 
 /// Copies the build folder of the Worker that `config` names (the folder
 /// two levels above `main`, such as `edge/build`) into `work_dir`, and
@@ -380,19 +460,30 @@ fn copy_build(config: &Path, work_dir: &Path) -> Result<PathBuf, String> {
     Ok(copy.join(relative))
 }
 
-/// `config` without its `[build]` table, with `main` replaced by the
-/// absolute path `main`, and with every `[[ratelimits]]` limit replaced by
-/// [`BENCH_RATE_LIMIT`]. The limiter still runs on every upgrade, so its
+/// Returns `config` without its `[build]` table and with these changes:
+/// `main` is the absolute path `main`, `max_connections` is
+/// [`BENCH_MAX_CONNECTIONS`], and every `[[ratelimits]]` limit is
+/// [`BENCH_RATE_LIMIT`]. The per-client message rate limit is off, because
+/// the storm's one client stores 10,000 retained messages as fast as it
+/// can. [`BENCH_AUDIT_SETTINGS`] is added unless the config has an
+/// `[vars.AUDIT]` table. The limiter still runs on every upgrade, so its
 /// cost stays measured.
 fn config_without_build(config: &Path, main: &Path) -> Result<String, String> {
     let original = fs::read_to_string(config)
         .map_err(|error| format!("reading {} failed: {error}", config.display()))?;
-    Ok(interop_tests::local_config(
+    let mut config = interop_tests::local_config(
         &original,
         main,
         BENCH_RATE_LIMIT,
-        &[],
-    ))
+        &[
+            ("max_connections", BENCH_MAX_CONNECTIONS),
+            ("max_messages_per_sec", "0"),
+        ],
+    );
+    if !config.contains("[vars.AUDIT]") {
+        config.push_str(BENCH_AUDIT_SETTINGS);
+    }
+    Ok(config)
 }
 
 /// Sends a plain HTTP/1.1 GET and returns the status code, or `None` when

@@ -9,6 +9,7 @@ use codec::QoS;
 use serde::Serialize;
 
 use crate::connections::{self, IdleReport, RateReport};
+use crate::counters;
 use crate::link::{self, Role, Target, Wire};
 use crate::server::Server;
 use crate::storm::{self, StormReport};
@@ -72,6 +73,8 @@ pub struct SystemReport {
     /// Set-up time of the first connection after that, in milliseconds.
     pub first_connection_ms: Option<f64>,
     pub pids: Vec<i32>,
+    /// Whether clients connected past wrangler's entry proxy.
+    pub past_proxy: bool,
     pub runs: Vec<(String, WorkloadReport)>,
     pub storm: Option<StormReport>,
     pub connection_rate: Option<RateReport>,
@@ -207,6 +210,32 @@ async fn start(system: System, root: &Path) -> Result<Server, String> {
     }
 }
 
+/// Returns the port that clients connect to. Under `wrangler dev` that is
+/// the Worker's own `workerd`, past wrangler's entry proxy: Cloudflare runs
+/// no such proxy, and the proxy's file descriptors would cap the idle
+/// connections at about 3,000 here. The proxy's port is the fallback.
+async fn client_port(system: System, server: &Server) -> u16 {
+    let path = match system {
+        System::Broker => "/mqtt",
+        System::Relay => "/relay/",
+        System::Mosquitto => return server.port,
+    };
+    match server.worker_port(path, 426).await {
+        Some(port) => {
+            eprintln!(
+                "clients connect to the Worker's workerd on port {port}, past wrangler's proxy"
+            );
+            port
+        }
+        None => {
+            eprintln!(
+                "the Worker's workerd was not found; clients connect through wrangler's proxy"
+            );
+            server.port
+        }
+    }
+}
+
 fn target(system: System, port: u16, name: &str) -> Target {
     match system {
         System::Broker => Target {
@@ -227,8 +256,9 @@ fn target(system: System, port: u16, name: &str) -> Target {
 
 async fn run_system(system: System, settings: &Settings) -> Result<SystemReport, String> {
     let mut server = start(system, &settings.root).await?;
+    let port = client_port(system, &server).await;
     let first = link::open(
-        &target(system, server.port, "startup"),
+        &target(system, port, "startup"),
         "startup",
         0,
         Role::Receiver,
@@ -242,6 +272,7 @@ async fn run_system(system: System, settings: &Settings) -> Result<SystemReport,
             .ok()
             .map(|(_, _, setup)| setup.as_secs_f64() * 1000.0),
         pids: server.probe.pids(),
+        past_proxy: port != server.port,
         runs: Vec::new(),
         storm: None,
         connection_rate: None,
@@ -271,8 +302,13 @@ async fn run_system(system: System, settings: &Settings) -> Result<SystemReport,
         }
         let mut workload = scenario.workload.clone();
         workload.topic_prefix = format!("bench/{}", scenario.name);
-        let target = target(system, server.port, scenario.name);
-        match workload::run(&workload, &target, Some(&server.probe)).await {
+        let target = target(system, port, scenario.name);
+        let counters = (system == System::Broker).then(|| counters::Source {
+            port,
+            admin_token: server.admin_token.clone(),
+            namespace: scenario.name.to_string(),
+        });
+        match workload::run(&workload, &target, Some(&server.probe), counters.as_ref()).await {
             Ok(run) => {
                 eprintln!("{}", summary::run_line(scenario.name, &run));
                 report.runs.push((scenario.name.to_string(), run));
@@ -296,7 +332,7 @@ async fn run_system(system: System, settings: &Settings) -> Result<SystemReport,
         } else {
             (10_000, 10)
         };
-        let target = target(system, server.port, "storm");
+        let target = target(system, port, "storm");
         match storm::run(
             &target,
             "bench/storm",
@@ -315,10 +351,10 @@ async fn run_system(system: System, settings: &Settings) -> Result<SystemReport,
     }
 
     if selected("connect-rate") {
-        run_connection_rate(system, settings, &server, &mut report).await;
+        run_connection_rate(system, settings, &server, port, &mut report).await;
     }
     if selected("idle") {
-        run_idle(system, settings, &server, &mut report).await;
+        run_idle(system, settings, &server, port, &mut report).await;
     }
     server.stop();
     Ok(report)
@@ -328,11 +364,12 @@ async fn run_connection_rate(
     system: System,
     settings: &Settings,
     server: &Server,
+    port: u16,
     report: &mut SystemReport,
 ) {
     let connections = if settings.quick { 300 } else { 2_000 };
     let rate = connections::rate(
-        &target(system, server.port, "connect-rate"),
+        &target(system, port, "connect-rate"),
         connections,
         "rate",
         Some(&server.probe),
@@ -345,9 +382,15 @@ async fn run_connection_rate(
     report.connection_rate = Some(rate);
 }
 
-async fn run_idle(system: System, settings: &Settings, server: &Server, report: &mut SystemReport) {
+async fn run_idle(
+    system: System,
+    settings: &Settings,
+    server: &Server,
+    port: u16,
+    report: &mut SystemReport,
+) {
     let idle = connections::idle(
-        &target(system, server.port, "idle"),
+        &target(system, port, "idle"),
         settings.idle_connections,
         "idle",
         Some(&server.probe),

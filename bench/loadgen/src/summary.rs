@@ -72,6 +72,7 @@ pub fn markdown(report: &SuiteReport) -> String {
     latency_table(&mut out, report);
     delivery_table(&mut out, report);
     cpu_table(&mut out, report);
+    storage_table(&mut out, report);
     connection_tables(&mut out, report);
     let kib = |bytes: Option<u64>| cell(bytes.map(|b| b as f64 / 1024.0), 1);
     let _ = writeln!(
@@ -185,6 +186,62 @@ fn cpu_table(out: &mut String, report: &SuiteReport) {
             cell(mosquitto, 1),
             ratio(broker, relay),
             ratio(broker, mosquitto)
+        );
+    }
+    out.push('\n');
+}
+
+/// Memory that Cloudflare bills a Durable Object's duration for, in GB.
+const DURATION_GB: f64 = 0.128;
+
+/// Returns the duration, in GB-s, that a million messages cost when the
+/// object stays in memory for the whole run, at the run's publish rate.
+fn awake_gb_s_per_million(run: &WorkloadReport) -> Option<f64> {
+    let seconds = run.workload.duration.as_secs_f64();
+    let rate = run.published as f64 / seconds;
+    (rate > 0.0).then(|| DURATION_GB * 1e6 / rate)
+}
+
+/// Writes the broker's own counters over each run, and the Cloudflare
+/// billing units per million messages published: 20 incoming WebSocket
+/// messages are one request. Duration comes as two estimates: "busy"
+/// bills the server's CPU time per message, "awake" the whole run's
+/// wall-clock time.
+fn storage_table(out: &mut String, report: &SuiteReport) {
+    let _ = writeln!(
+        out,
+        "Broker counters from `/admin/metrics`, first send to last delivery:\n"
+    );
+    let _ = writeln!(out, "| scenario | published | WebSocket messages in | rows written | rows read | SQL statements | write batches | requests per million published | rows written per million published | rows read per million published | GB-s per million published, busy | GB-s per million published, awake |");
+    let _ = writeln!(
+        out,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for name in scenario_names(report) {
+        let Some(run) = run(report, System::Broker, &name) else {
+            continue;
+        };
+        let Some(storage) = run.storage else {
+            continue;
+        };
+        let per_million = |count: f64| {
+            let published = run.published.max(1) as f64;
+            format!("{:.0}", count * 1e6 / published)
+        };
+        let _ = writeln!(
+            out,
+            "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            run.published,
+            storage.websocket_messages,
+            storage.rows_written,
+            storage.rows_read,
+            storage.statements,
+            storage.batches,
+            per_million(storage.websocket_messages as f64 / 20.0),
+            per_million(storage.rows_written as f64),
+            per_million(storage.rows_read as f64),
+            cell(run.cpu_us_per_publish.map(|cpu_us| cpu_us * DURATION_GB), 1),
+            cell(awake_gb_s_per_million(run), 1),
         );
     }
     out.push('\n');

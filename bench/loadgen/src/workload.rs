@@ -17,6 +17,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::{Instant, MissedTickBehavior};
 
+use crate::counters::{self, StorageCounts};
 use crate::link::{self, Incoming, Reader, Role, Target, Writer};
 use crate::server::Probe;
 use crate::stats::{self, Percentiles, SeenSet};
@@ -84,6 +85,8 @@ pub struct WorkloadReport {
     pub server_cpu_s: Option<f64>,
     /// `server_cpu_s` divided by the messages published, in microseconds.
     pub cpu_us_per_publish: Option<f64>,
+    /// The broker's storage counters over the same span as `server_cpu_s`.
+    pub storage: Option<StorageCounts>,
     /// Deliveries per second in 100 ms bins from the first send.
     pub timeline_per_s: Vec<f64>,
 }
@@ -162,11 +165,13 @@ struct SubscriberResult {
     last_delivery_ns: u64,
 }
 
-/// Runs `workload` against `target`; `probe` reads the server's CPU time.
+/// Runs `workload` against `target`. `probe` reads the server's CPU time
+/// and `counters` the broker's storage counters.
 pub async fn run(
     workload: &Workload,
     target: &Target,
     probe: Option<&Probe>,
+    counters: Option<&counters::Source>,
 ) -> Result<WorkloadReport, String> {
     let publishers = workload.publishers as usize;
     let shared = Arc::new(Shared {
@@ -201,6 +206,10 @@ pub async fn run(
     }
     setups.extend(collect_ready(&mut ready_rx, workload.publishers).await?);
 
+    let storage_before = match counters {
+        Some(source) => Some(source.read().await?),
+        None => None,
+    };
     let cpu_before = probe.map(Probe::cpu_sample);
     let started_ns = stats::now_ns();
     let _ = start_tx.send(Some((started_ns, Instant::now() + workload.duration)));
@@ -214,6 +223,10 @@ pub async fn run(
     let cpu_used = probe
         .zip(cpu_before.as_ref())
         .map(|(probe, before)| probe.cpu_seconds_since(before));
+    let storage = match (counters, storage_before) {
+        (Some(source), Some(before)) => Some(source.read().await?.since(&before)),
+        _ => None,
+    };
     let _ = stop_tx.send(true);
 
     let mut results = Vec::new();
@@ -224,7 +237,7 @@ pub async fn run(
         );
     }
     let server_cpu_s = cpu_used;
-    Ok(summarize(
+    let mut report = summarize(
         workload,
         &shared,
         results,
@@ -232,7 +245,9 @@ pub async fn run(
         published,
         started_ns,
         server_cpu_s,
-    ))
+    );
+    report.storage = storage;
+    Ok(report)
 }
 
 async fn collect_ready(
@@ -601,6 +616,7 @@ fn summarize(
         cpu_us_per_publish: server_cpu_s
             .filter(|_| published > 0)
             .map(|cpu| cpu * 1e6 / published as f64),
+        storage: None,
         timeline_per_s: bins
             .iter()
             .map(|&count| f64::from(count) * per_second)
