@@ -133,7 +133,13 @@ impl Broker {
         let admitted = Admitted {
             client_id: authorized.client_id,
             acl: Some(authorized.acl).filter(|acl| !acl.is_unrestricted()),
-            token_expires_ms: authorized.expires_at.map(|secs| secs.saturating_mul(1000)),
+            // The connection ends when CONNECT would no longer accept the
+            // token, so that a reconnect with it is refused rather than
+            // accepted and closed again.
+            token_expires_ms: authorized.expires_at.map(|secs| {
+                let leeway = verifier.settings().leeway_secs;
+                secs.saturating_add(leeway).saturating_mul(1000)
+            }),
         };
         self.check_will_topic(connect, admitted.acl.as_ref(), now_ms)?;
         Ok(admitted)

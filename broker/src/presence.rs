@@ -189,6 +189,8 @@ fn ending_reason(ending: Ending) -> &'static str {
         Ending::ServerClose(ReasonCode::KeepAliveTimeout) => "keep_alive_timeout",
         Ending::ServerClose(ReasonCode::AdministrativeAction) => "administrative_action",
         Ending::ServerClose(ReasonCode::ImplementationSpecificError) => "server_error",
+        Ending::ServerClose(ReasonCode::NotAuthorized) => "token_expired",
+        Ending::ServerClose(ReasonCode::MessageRateTooHigh) => "rate_limited",
         Ending::ServerClose(_) => "protocol_error",
         Ending::Rejected => "rejected",
         Ending::TakenOver => "session_taken_over",

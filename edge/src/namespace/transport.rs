@@ -30,6 +30,10 @@ const MAX_POLL_MESSAGES: usize = 100;
 /// Milliseconds an SSE client waits before reconnecting (the `retry` field).
 const SSE_RETRY_MS: u64 = 3000;
 
+/// The last event of a stream whose token has expired; a client reconnects
+/// with a fresh token.
+const TOKEN_EXPIRED_EVENT: &[u8] = b"event: error\ndata: {\"error\":\"token expired\"}\n\n";
+
 impl Namespace {
     pub(super) fn open_sse(
         &self,
@@ -84,10 +88,15 @@ impl Namespace {
             loaded.feed.listener_count()
         };
         log_info(namespace, session.as_ref(), opened);
+        // A stream ends when its token does, like an MQTT connection.
+        let token_left = access
+            .ends_at_ms()
+            .map(|at| Duration::from_millis(at.saturating_sub(now)));
         spawn_heartbeat(
             sender,
             settings.sse_heartbeat_secs,
             settings.sse_max_stream_secs,
+            token_left,
         );
 
         let mut response = Response::from_stream(receiver)?;
@@ -346,15 +355,34 @@ fn unnamed_events(loaded: &mut Loaded, opening: OpenStream<'_>, sender: SseSende
 }
 
 /// Sends a heartbeat comment every `heartbeat_secs`, and ends the stream at
-/// the first heartbeat past `max_stream_secs`.
-fn spawn_heartbeat(sender: SseSender, heartbeat_secs: u64, max_stream_secs: u64) {
+/// the first heartbeat past `max_stream_secs`, or when `token_left` has
+/// passed.
+fn spawn_heartbeat(
+    sender: SseSender,
+    heartbeat_secs: u64,
+    max_stream_secs: u64,
+    token_left: Option<Duration>,
+) {
     let heartbeat = Duration::from_secs(heartbeat_secs.max(1));
     let max_stream = Duration::from_secs(max_stream_secs.max(1));
     worker::wasm_bindgen_futures::spawn_local(async move {
         let mut streamed = Duration::ZERO;
         loop {
-            Delay::from(heartbeat).await;
-            streamed += heartbeat;
+            let mut wait = heartbeat;
+            let mut token_ended = false;
+            if let Some(left) = token_left {
+                if streamed + wait >= left {
+                    wait = left.saturating_sub(streamed);
+                    token_ended = true;
+                }
+            }
+            Delay::from(wait).await;
+            streamed += wait;
+            if token_ended {
+                let _ = sender.unbounded_send(Ok(TOKEN_EXPIRED_EVENT.to_vec()));
+                sender.close_channel();
+                return;
+            }
             if streamed >= max_stream {
                 // Closing the channel ends the response for every sender,
                 // including the feed's listener.

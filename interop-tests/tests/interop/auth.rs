@@ -21,6 +21,7 @@ use crate::wire::{packet, Incoming, Publish, Version, Wire};
 pub const TESTS: &[(&str, crate::OwnServerTestFn)] = &[
     ("auth_rejected_tokens_get_401_or_connack", rejected_tokens),
     ("auth_acl_limits_publish_subscribe_delivery", acl_enforced),
+    ("auth_token_expiry_ends_connection_and_stream", token_expiry),
 ];
 
 /// The namespace the tests connect to, and that valid tokens name.
@@ -474,6 +475,38 @@ fn acl_enforced() -> Result<(), Failed> {
             0
         );
         assert_eq!(watcher.expect_publish().await?.topic, "site1/after");
+        Ok(())
+    })
+}
+
+/// A connection and an SSE stream end when their token expires (here with
+/// no leeway): MQTT 5.0 gets DISCONNECT 0x87, the stream a last `error`
+/// event, and a new CONNECT with the token gets CONNACK 0x86.
+fn token_expiry() -> Result<(), Failed> {
+    let persist = tempfile::tempdir()?;
+    let audience = format!("[{AUDIENCE:?}]");
+    let server = Wrangler::start_authenticated(
+        persist.path(),
+        &[("audience", &audience), ("leeway_secs", "0")],
+    );
+    let address = server.address(&format!("/mqtt/{NAMESPACE}"));
+    let mut short = claims("dev1", &["site1/#"], &["site1/#"]);
+    short["exp"] = json!(now_secs() + 4);
+    let token = hs256(&short);
+
+    run(async {
+        let mut dev1 = connected(&address, Version::V5, "dev1", &token).await?;
+        let path = format!("/sse?namespace={NAMESPACE}&filter=site1/%23&token={token}");
+        let mut stream = crate::http::SseStream::open(server.port(), &path, None).await?;
+        match dev1.expect_closed_with().await? {
+            Some(Incoming::Disconnect { reason, .. }) => assert_eq!(reason, 0x87),
+            other => return Err(format!("expected DISCONNECT 0x87, got {other:?}").into()),
+        }
+        let (kind, _, data) = stream.next_event().await?;
+        assert_eq!(kind, "error", "the stream's last event: {data}");
+        assert!(data.contains("token expired"), "{data}");
+        let (_, code) = connect(&address, Version::V5, "dev1", Some(&token), None).await?;
+        assert_eq!(code, 0x86, "CONNACK to the expired token");
         Ok(())
     })
 }
