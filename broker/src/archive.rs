@@ -285,14 +285,23 @@ impl MessageRecord {
 /// Parses NDJSON records, skipping blank lines. An error names the line
 /// (counted from 1) and what is wrong with it.
 pub fn parse_ndjson(text: &str) -> Result<Vec<MessageRecord>, String> {
+    let numbered = parse_ndjson_numbered(text)?;
+    Ok(numbered.into_iter().map(|(_, record)| record).collect())
+}
+
+/// Parses NDJSON records like [`parse_ndjson`], and pairs each record with
+/// its line number in `text`, counted from 1, so that later checks can
+/// name the line too.
+pub fn parse_ndjson_numbered(text: &str) -> Result<Vec<(usize, MessageRecord)>, String> {
     let mut records = Vec::new();
     for (index, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
+        let line_number = index + 1;
         let record: MessageRecord = serde_json::from_str(line)
-            .map_err(|error| format!("line {}: invalid record: {error}", index + 1))?;
-        records.push(record);
+            .map_err(|error| format!("line {line_number}: invalid record: {error}"))?;
+        records.push((line_number, record));
     }
     Ok(records)
 }
@@ -644,6 +653,11 @@ mod tests {
         let error = parse_ndjson("{\"topic\":\"a\",\"payload_base64\":\"\",\"qos\":0}\nnot json")
             .unwrap_err();
         assert!(error.starts_with("line 2: invalid record"), "{error}");
+        let numbered =
+            parse_ndjson_numbered("\n\n{\"topic\":\"a\",\"payload_base64\":\"\",\"qos\":0}")
+                .unwrap();
+        assert_eq!(numbered.len(), 1);
+        assert_eq!(numbered[0].0, 3);
         let record = parse_ndjson(r#"{"topic":"a","payload_base64":"!","qos":0}"#).unwrap();
         assert!(record[0]
             .to_message()

@@ -2,12 +2,13 @@
 //! `ADMIN_TOKEN` bearer secret. With neither configured the API is closed.
 
 use auth::secrets_equal;
-use worker::{console_debug, console_error, Env, Method, Request, Response, Result};
+use worker::{Env, Method, Request, Response, Result};
 
 use crate::auth_env::{self, ADMIN_ACCESS_VAR, ADMIN_TOKEN_SECRET};
 use crate::bridge;
-use crate::http_api;
-use crate::ingress_auth::{bearer_token, check_rate, now_secs};
+use crate::http_api::{self, json_error};
+use crate::ingress_auth::{bearer_token, check_rate, now_secs, Caller};
+use crate::logging;
 use crate::r2_api;
 
 /// Header in which Cloudflare Access passes its signed JWT to the origin.
@@ -15,7 +16,7 @@ const ACCESS_JWT_HEADER: &str = "Cf-Access-Jwt-Assertion";
 
 /// Serves a request under `/admin/`.
 pub async fn handle(req: Request, env: &Env) -> Result<Response> {
-    if let Some(limited) = check_rate(&req, env, "admin").await? {
+    if let Some(limited) = check_rate(&req, env, "admin", Caller::HttpApi).await? {
         return Ok(limited);
     }
     if let Err(response) = authenticate(&req, env)? {
@@ -24,15 +25,15 @@ pub async fn handle(req: Request, env: &Env) -> Result<Response> {
 
     match (req.method(), req.path().as_str()) {
         (Method::Get, "/admin/health") => Response::from_json(&health(env)),
-        (_, "/admin/health") => Response::error("method not allowed: use GET", 405),
+        (_, "/admin/health") => json_error(405, "method not allowed: use GET"),
         (_, path) if r2_api::is_archive_path(path) => r2_api::handle(req, env).await,
         (_, path) if bridge::is_dead_letter_path(path) => {
             bridge::handle_dead_letters(req, env).await
         }
         (_, path) if http_api::is_admin_path(path) => http_api::handle_admin(req, env).await,
-        (_, path) => Response::error(
-            format!("not found: {path}; the admin API has /admin/health"),
+        (_, path) => json_error(
             404,
+            format!("not found: {path}; the admin API has /admin/health"),
         ),
     }
 }
@@ -56,13 +57,13 @@ fn authenticate(req: &Request, env: &Env) -> Result<std::result::Result<(), Resp
     let admin_token = auth_env::admin_token(env);
     let access = auth_env::access_verifier(env);
     if admin_token.is_none() && access.is_none() {
-        return Ok(Err(Response::error(
+        return Ok(Err(json_error(
+            404,
             format!(
                 "the admin API is disabled: set the {ADMIN_TOKEN_SECRET} secret \
                  (wrangler secret put {ADMIN_TOKEN_SECRET}) or configure Cloudflare Access \
                  in the {ADMIN_ACCESS_VAR} variable"
             ),
-            404,
         )?));
     }
 
@@ -72,8 +73,11 @@ fn authenticate(req: &Request, env: &Env) -> Result<std::result::Result<(), Resp
             .map(|verifier| verifier.verify_claims(&jwt, now_secs()))
         {
             Ok(Ok(_)) => return Ok(Ok(())),
-            Ok(Err(error)) => console_debug!("admin API: Access JWT rejected: {}", error.reason()),
-            Err(message) => console_error!("admin API: {message}"),
+            Ok(Err(error)) => logging::debug(
+                None,
+                &format!("admin API: Access JWT rejected: {}", error.reason()),
+            ),
+            Err(message) => logging::error(None, &format!("admin API: {message}")),
         }
     }
     let bearer = req.headers().get("Authorization")?;
@@ -85,10 +89,10 @@ fn authenticate(req: &Request, env: &Env) -> Result<std::result::Result<(), Resp
         }
     }
 
-    let mut response = Response::error(
+    let mut response = json_error(
+        401,
         "admin credentials missing or invalid: send Authorization: Bearer <ADMIN_TOKEN> \
          or come through the Cloudflare Access application",
-        401,
     )?;
     response
         .headers_mut()

@@ -12,7 +12,7 @@ use worker::{
     Bucket, Env, MessageBuilder, Method, QueueContentType, Request, Response, Result, SendMessage,
 };
 
-use crate::http_api::namespace_of;
+use crate::http_api::{json_error, namespace_of};
 use crate::r2::STORE_BINDING;
 
 /// Name of the `[vars]` table with the bridge settings.
@@ -177,7 +177,9 @@ async fn list_dead_letters(
         let text = body.text().await.unwrap_or_default();
         match serde_json::from_str::<DeadLetter>(&text) {
             Ok(letter) => letters.push((key, letter)),
-            Err(error) => worker::console_error!("dead letter {key} does not parse: {error}"),
+            Err(error) => {
+                crate::logging::error(None, &format!("dead letter {key} does not parse: {error}"))
+            }
         }
     }
     Ok((letters, truncated))
@@ -212,7 +214,10 @@ async fn redrive(
     }
     for (key, _) in &letters {
         if let Err(error) = bucket.delete(key.clone()).await {
-            worker::console_error!("deleting re-driven dead letter {key} failed: {error}");
+            crate::logging::error(
+                Some(namespace),
+                &format!("deleting re-driven dead letter {key} failed: {error}"),
+            );
         }
     }
     crate::logging::info(&json!({
@@ -223,10 +228,6 @@ async fn redrive(
     Response::from_json(
         &json!({ "namespace": namespace, "redriven": count, "remaining": truncated }),
     )
-}
-
-fn json_error(status: u16, message: impl Into<String>) -> Result<Response> {
-    Ok(Response::from_json(&json!({ "error": message.into() }))?.with_status(status))
 }
 
 #[cfg(test)]

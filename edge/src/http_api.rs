@@ -6,9 +6,10 @@
 
 use serde_json::json;
 use worker::js_sys::Uint8Array;
-use worker::{console_error, Env, Headers, Method, Request, RequestInit, Response, Result};
+use worker::{Env, Headers, Method, Request, RequestInit, Response, Result};
 
-use crate::{ingress_auth, GRANT_HEADER, NAMESPACE_BINDING, NAMESPACE_HEADER};
+use crate::ingress_auth::Caller;
+use crate::{ingress_auth, logging, GRANT_HEADER, NAMESPACE_BINDING, NAMESPACE_HEADER};
 
 /// The namespace of a request without `?namespace=`.
 const DEFAULT_NAMESPACE: &str = "default";
@@ -61,7 +62,7 @@ pub async fn handle(req: Request, env: &Env) -> Result<Response> {
         Err(response) => return Ok(response),
     };
     // A bad token is rejected here, so it never wakes the Durable Object.
-    let grant = match ingress_auth::check_upgrade(&req, env, &namespace)? {
+    let grant = match ingress_auth::check_token(&req, env, &namespace, Caller::HttpApi)? {
         Ok(grant) => grant,
         Err(rejection) => return Ok(rejection),
     };
@@ -92,8 +93,11 @@ async fn check_publish_rate(
         Ok(limiter) => limiter,
         Err(error) => {
             // Without the binding only the namespace's limit applies.
-            console_error!(
-                "rate limiting binding {PUBLISH_RATE_LIMITER_BINDING} unavailable: {error}"
+            logging::error(
+                Some(namespace),
+                &format!(
+                    "rate limiting binding {PUBLISH_RATE_LIMITER_BINDING} unavailable: {error}"
+                ),
             );
             return Ok(None);
         }
@@ -107,7 +111,7 @@ async fn check_publish_rate(
     };
     let message =
         format!("too many publish requests from {client}; retry in {PUBLISH_RETRY_AFTER_SECS} s");
-    let mut response = Response::from_json(&json!({ "error": message }))?.with_status(429);
+    let mut response = json_error(429, message)?;
     response
         .headers_mut()
         .set("Retry-After", &PUBLISH_RETRY_AFTER_SECS.to_string())?;
@@ -173,9 +177,15 @@ pub(crate) fn namespace_of(req: &Request) -> Result<std::result::Result<String, 
         .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string());
     if !valid_namespace(&name) {
         let message = "invalid namespace: use 1 to 64 letters, digits, '-' or '_' in ?namespace=";
-        return Ok(Err(Response::error(message, 400)?));
+        return Ok(Err(json_error(400, message)?));
     }
     Ok(Ok(name))
+}
+
+/// Builds a JSON error response of the HTTP and admin APIs:
+/// `{"error": message}` with `Content-Type: application/json`.
+pub(crate) fn json_error(status: u16, message: impl Into<String>) -> Result<Response> {
+    Ok(Response::from_json(&json!({ "error": message.into() }))?.with_status(status))
 }
 
 /// Reports whether `name` is a valid namespace name.

@@ -5,9 +5,10 @@
 use std::cell::RefCell;
 
 use auth::{AuthError, LogDecision, LogLimiter, NO_GRANT};
-use worker::{console_error, console_log, Date, Env, Request, Response, Result};
+use worker::{Date, Env, Request, Response, Result};
 
-use crate::auth_env;
+use crate::http_api::json_error;
+use crate::{auth_env, logging};
 
 /// Rate limiting binding (`[[ratelimits]]` in `wrangler.toml`) counting
 /// requests per client address.
@@ -47,6 +48,34 @@ impl TokenSource {
     }
 }
 
+/// The request that an ingress check serves, which picks the error body:
+/// plain text for a `/mqtt` WebSocket upgrade, JSON for the HTTP API.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    WebSocket,
+    HttpApi,
+}
+
+impl Caller {
+    /// Returns the `client_id` of an ingress log line. No client id is
+    /// known before CONNECT or on an HTTP request.
+    fn client_label(self) -> &'static str {
+        match self {
+            Caller::WebSocket => "(before CONNECT)",
+            Caller::HttpApi => "(HTTP request)",
+        }
+    }
+
+    /// Builds the error response: `{"error": message}` for the HTTP API,
+    /// plain text for a WebSocket upgrade.
+    pub fn error(self, status: u16, message: impl Into<String>) -> Result<Response> {
+        match self {
+            Caller::WebSocket => Response::error(message.into(), status),
+            Caller::HttpApi => json_error(status, message),
+        }
+    }
+}
+
 /// Returns the current time in seconds since the Unix epoch.
 pub fn now_secs() -> u64 {
     Date::now().as_millis() / 1000
@@ -54,7 +83,12 @@ pub fn now_secs() -> u64 {
 
 /// Counts one request of `purpose` from the client's address, and returns
 /// a 429 response when the address is over its limit.
-pub async fn check_rate(req: &Request, env: &Env, purpose: &str) -> Result<Option<Response>> {
+pub async fn check_rate(
+    req: &Request,
+    env: &Env,
+    purpose: &str,
+    caller: Caller,
+) -> Result<Option<Response>> {
     let address = req
         .headers()
         .get("CF-Connecting-IP")?
@@ -63,26 +97,30 @@ pub async fn check_rate(req: &Request, env: &Env, purpose: &str) -> Result<Optio
         Ok(limiter) => limiter,
         Err(error) => {
             // Without the binding the Worker still serves, unprotected.
-            console_error!("rate limiting binding {RATE_LIMITER_BINDING} unavailable: {error}");
+            logging::error(
+                None,
+                &format!("rate limiting binding {RATE_LIMITER_BINDING} unavailable: {error}"),
+            );
             return Ok(None);
         }
     };
     if limiter.limit(format!("{purpose}:{address}")).await?.success {
         return Ok(None);
     }
-    Ok(Some(Response::error(
-        "too many connection attempts from this address; retry in a few seconds",
+    Ok(Some(caller.error(
         429,
+        "too many connection attempts from this address; retry in a few seconds",
     )?))
 }
 
-/// Verifies the token on an upgrade request, if it carries one, and
-/// returns the value of the grant header to forward, or the response that
-/// rejects the request.
-pub fn check_upgrade(
+/// Verifies the token on an upgrade or HTTP API request, if it carries one,
+/// and returns the value of the grant header to forward, or the response
+/// that rejects the request.
+pub fn check_token(
     req: &Request,
     env: &Env,
     namespace: &str,
+    caller: Caller,
 ) -> Result<std::result::Result<String, Response>> {
     let Some((token, source)) = token_from_request(req)? else {
         // The CONNECT password must carry the token, unless anonymous
@@ -94,10 +132,13 @@ pub fn check_upgrade(
     let verifier = match verifier.as_ref() {
         Ok(verifier) => verifier,
         Err(message) => {
-            console_error!("authentication is misconfigured: {message}");
-            return Ok(Err(Response::error(
-                "authentication is misconfigured on this broker; the operator must fix it",
+            logging::error(
+                Some(namespace),
+                &format!("authentication is misconfigured: {message}"),
+            );
+            return Ok(Err(caller.error(
                 500,
+                "authentication is misconfigured on this broker; the operator must fix it",
             )?));
         }
     };
@@ -109,13 +150,13 @@ pub fn check_upgrade(
     match checked {
         Ok(grant) => Ok(Ok(grant.to_header_value())),
         Err(error) => {
-            log_failure(namespace, source, &error, now);
+            log_failure(namespace, source, caller, &error, now);
             let status = if error == AuthError::WrongNamespace {
                 403
             } else {
                 401
             };
-            let mut response = Response::error(rejection_message(&error, namespace), status)?;
+            let mut response = caller.error(status, rejection_message(&error, namespace))?;
             if status == 401 {
                 response.headers_mut().set(
                     "WWW-Authenticate",
@@ -162,24 +203,21 @@ pub fn bearer_token(value: &str) -> Option<&str> {
 }
 
 /// Logs an authentication failure at the ingress, at most
-/// [`FAILURE_LOGS_PER_WINDOW`] per window. The client id is not known yet:
-/// it arrives later, in CONNECT.
-fn log_failure(namespace: &str, source: TokenSource, error: &AuthError, now: u64) {
+/// [`FAILURE_LOGS_PER_WINDOW`] per window. The client id is not known: an
+/// MQTT client sends it later, in CONNECT, and an HTTP request has none.
+fn log_failure(namespace: &str, source: TokenSource, caller: Caller, error: &AuthError, now: u64) {
     let decision = FAILURE_LOG.with(|limiter| limiter.borrow_mut().check(now));
     let LogDecision::Log { suppressed } = decision else {
         return;
     };
-    let suppressed = if suppressed > 0 {
-        format!(" ({suppressed} earlier failures not logged)")
-    } else {
-        String::new()
-    };
-    console_log!(
-        "auth failure: namespace={namespace} client_id=(before CONNECT) reason={} source={}: \
-         {error}{suppressed}",
-        error.reason(),
-        source.name(),
-    );
+    logging::info(&serde_json::json!({
+        "message": format!("authentication failed: {error}"),
+        "namespace": namespace,
+        "client_id": caller.client_label(),
+        "reason": error.reason(),
+        "source": source.name(),
+        "suppressed": suppressed,
+    }));
 }
 
 #[cfg(test)]

@@ -71,3 +71,29 @@ pub fn info(fields: &Value) {
     }
     console_log!("{line}");
 }
+
+/// Logs `message` at error, with the namespace when it is known.
+pub fn error(namespace: Option<&str>, message: &str) {
+    let line = message_line("error", namespace, message);
+    console_error!("{line}");
+}
+
+/// Logs `message` at info, with the namespace when it is known.
+pub fn info_message(namespace: Option<&str>, message: &str) {
+    let line = message_line("info", namespace, message);
+    console_log!("{line}");
+}
+
+/// Logs `message` at debug, with the namespace when it is known.
+pub fn debug(namespace: Option<&str>, message: &str) {
+    let line = message_line("debug", namespace, message);
+    console_debug!("{line}");
+}
+
+fn message_line(level: &str, namespace: Option<&str>, message: &str) -> Value {
+    let mut line = json!({ "level": level, "message": message });
+    if let (Value::Object(fields), Some(namespace)) = (&mut line, namespace) {
+        fields.insert("namespace".into(), namespace.into());
+    }
+    line
+}

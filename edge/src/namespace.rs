@@ -32,8 +32,8 @@ use std::rc::Rc;
 use broker::{Broker, ConnId, Output};
 use serde::{Deserialize, Serialize};
 use worker::{
-    console_error, console_log, durable_object, js_sys, Date, DurableObject, Env, Request,
-    Response, Result, ScheduledTime, State, WebSocket, WebSocketIncomingMessage, WebSocketPair,
+    durable_object, js_sys, Date, DurableObject, Env, Request, Response, Result, ScheduledTime,
+    State, WebSocket, WebSocketIncomingMessage, WebSocketPair,
 };
 
 use crate::http_message::TokenBucket;
@@ -142,14 +142,15 @@ impl DurableObject for Namespace {
         let grant = match auth_env::forwarded_grant(&req)? {
             Ok(grant) => grant,
             Err(error) => {
-                console_error!(
-                    "namespace {namespace}: grant header from the ingress does not decode: {error}"
+                logging::error(
+                    Some(&namespace),
+                    &format!("grant header from the ingress does not decode: {error}"),
                 );
                 return Response::error("internal error: invalid grant from the ingress", 500);
             }
         };
         if let Err(message) = self.ensure_loaded(&namespace) {
-            console_error!("namespace {namespace}: cannot start: {message}");
+            logging::error(Some(&namespace), &format!("cannot start: {message}"));
             return Response::error(format!("broker unavailable: {message}"), 500);
         }
 
@@ -219,7 +220,7 @@ impl DurableObject for Namespace {
     }
 
     async fn websocket_error(&self, ws: WebSocket, error: worker::Error) -> Result<()> {
-        worker::console_debug!("socket error: {error}");
+        logging::debug(None, &format!("socket error: {error}"));
         self.socket_closed(&ws).await;
         Ok(())
     }
@@ -227,7 +228,7 @@ impl DurableObject for Namespace {
     async fn alarm(&self) -> Result<Response> {
         self.alarm.set(Alarm::Known(None));
         if let Err(message) = self.ensure_loaded("") {
-            console_error!("alarm: cannot start the broker: {message}");
+            logging::error(None, &format!("alarm: cannot start the broker: {message}"));
             return Response::ok("");
         }
         self.with_broker(|loaded, now| loaded.broker.handle_timeout(now));
@@ -287,7 +288,7 @@ impl Namespace {
             sockets.insert(conn, ws);
         }
         let stored_name = storage::load_namespace_name(&sql).unwrap_or_else(|error| {
-            console_error!("reading the namespace name failed: {error}");
+            logging::error(None, &format!("reading the namespace name failed: {error}"));
             None
         });
         if name.is_empty() {
@@ -312,10 +313,11 @@ impl Namespace {
                 || bridge_rules
                 || archive.observes_routed(),
         );
-        console_log!(
-            "namespace {name}: broker started with {} open sockets",
-            sockets.len()
-        );
+        logging::info(&serde_json::json!({
+            "message": "broker started",
+            "namespace": name,
+            "open_sockets": sockets.len(),
+        }));
         let sessions = feed_store::load_sessions(&sql, &http, now)?;
         let feed = feed::Feed::new(now, http.recent_messages, sessions);
         let publish_bucket = TokenBucket::new(http.publish_rate_per_sec, http.publish_burst, now);
@@ -342,7 +344,10 @@ impl Namespace {
     fn save_name(&self, name: &str) {
         let sql = self.state.storage().sql();
         if let Err(error) = storage::save_namespace_name(&sql, name) {
-            console_error!("namespace {name}: saving its name failed: {error}");
+            logging::error(
+                Some(name),
+                &format!("saving the namespace name failed: {error}"),
+            );
         }
     }
 
@@ -415,7 +420,7 @@ impl Namespace {
         let namespace = &loaded.namespace;
         // TODO: stop acknowledging when a write fails instead of only logging it.
         loaded.storage_failures += storage::apply_batch(&sql, ops, &mut loaded.storage, |error| {
-            console_error!("namespace {namespace}: storage write failed: {error}");
+            logging::error(Some(namespace), &format!("storage write failed: {error}"));
         });
         for output in others {
             match output {
@@ -423,7 +428,10 @@ impl Namespace {
                 Output::Send { conn, bytes } => {
                     if let Some(ws) = loaded.sockets.get(&conn) {
                         if let Err(error) = ws.send_with_bytes(&bytes) {
-                            worker::console_debug!("send to connection {conn} failed: {error}");
+                            logging::debug(
+                                Some(namespace),
+                                &format!("send to connection {conn} failed: {error}"),
+                            );
                         }
                     }
                 }
@@ -458,9 +466,9 @@ impl Namespace {
             return None;
         };
         if let Err(message) = self.ensure_loaded(&attachment.namespace) {
-            console_error!(
-                "namespace {}: cannot start: {message}",
-                attachment.namespace
+            logging::error(
+                Some(&attachment.namespace),
+                &format!("cannot start: {message}"),
             );
             close_socket(ws);
             return None;
@@ -514,7 +522,7 @@ async fn move_alarm_earlier(storage: &worker::Storage, alarm: &Cell<Alarm>, next
         Alarm::Unknown => match storage.get_alarm().await {
             Ok(at) => at.and_then(|at| u64::try_from(at).ok()),
             Err(error) => {
-                console_error!("reading the alarm failed: {error}");
+                logging::error(None, &format!("reading the alarm failed: {error}"));
                 None
             }
         },
@@ -526,7 +534,7 @@ async fn move_alarm_earlier(storage: &worker::Storage, alarm: &Cell<Alarm>, next
     let date = js_sys::Date::new(&js_sys::Number::from(next as f64));
     match storage.set_alarm(ScheduledTime::new(date)).await {
         Ok(()) => alarm.set(Alarm::Known(Some(next))),
-        Err(error) => console_error!("setting the alarm failed: {error}"),
+        Err(error) => logging::error(None, &format!("setting the alarm failed: {error}")),
     }
 }
 
@@ -550,7 +558,10 @@ fn save_attachment(ws: &WebSocket, conn: ConnId, namespace: &str, record: &[u8])
         record: record.to_vec(),
     };
     if let Err(error) = ws.serialize_attachment(&attachment) {
-        console_error!("namespace {namespace}: saving connection {conn} failed: {error}");
+        logging::error(
+            Some(namespace),
+            &format!("saving connection {conn} failed: {error}"),
+        );
     }
 }
 

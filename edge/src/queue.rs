@@ -27,6 +27,7 @@ use crate::bridge::{
     self, dead_letter_key, text_message, DeadLetter, DEAD_LETTER_QUEUE_BINDING, SIGNATURE_HEADER,
     WEBHOOK_SECRET,
 };
+use crate::logging;
 use crate::r2::STORE_BINDING;
 
 /// How long a webhook may take to respond before the attempt counts as
@@ -49,7 +50,7 @@ pub async fn queue(batch: BatchSys, env: Env, _ctx: ContextSys) -> Result<JsValu
         Err(message) => {
             // Without settings there is no backoff or attempt limit to
             // apply, so the runtime's own retries and dead-lettering take over.
-            console_error!("bridge consumer: {message}");
+            logging::error(None, &format!("bridge consumer: {message}"));
             batch.retry_all(JsValue::NULL)?;
             return Ok(JsValue::UNDEFINED);
         }
@@ -101,7 +102,10 @@ async fn deliver(env: &Env, settings: &BridgeSettings, received: &Received) {
         Some(Ok(message)) => message,
         _ => {
             // A body this Worker did not write can never be delivered.
-            console_error!("bridge consumer: dropped a message that is not a bridge message");
+            logging::error(
+                None,
+                "bridge consumer: dropped a message that is not a bridge message",
+            );
             let _ = received.raw.ack();
             return;
         }
@@ -153,9 +157,12 @@ async fn dead_letter(env: &Env, received: &Received, message: BridgeMessage, err
             let _ = received.raw.ack();
         }
         Err(error) => {
-            console_error!(
-                "bridge consumer: sending {} to the dead-letter queue failed: {error}",
-                letter.message.id
+            logging::error(
+                Some(&letter.message.namespace),
+                &format!(
+                    "bridge consumer: sending {} to the dead-letter queue failed: {error}",
+                    letter.message.id
+                ),
             );
             let _ = received.raw.retry(JsValue::NULL);
         }
@@ -250,7 +257,10 @@ async fn store_dead_letter(env: &Env, received: &Received) {
         })
     });
     let Ok(letter) = letter else {
-        console_error!("bridge dead letters: dropped a message that is not a bridge message");
+        logging::error(
+            None,
+            "bridge dead letters: dropped a message that is not a bridge message",
+        );
         let _ = received.raw.ack();
         return;
     };
@@ -267,9 +277,12 @@ async fn store_dead_letter(env: &Env, received: &Received) {
             let _ = received.raw.ack();
         }
         Err(error) => {
-            console_error!(
-                "bridge dead letters: storing {} failed: {error}",
-                letter.message.id
+            logging::error(
+                Some(&letter.message.namespace),
+                &format!(
+                    "bridge dead letters: storing {} failed: {error}",
+                    letter.message.id
+                ),
             );
             let _ = received.raw.retry(JsValue::NULL);
         }

@@ -5,11 +5,10 @@
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use broker::archive;
-use serde_json::json;
 use worker::js_sys::Uint8Array;
 use worker::{Date, Env, Method, Request, RequestInit, Response, Result};
 
-use crate::http_api;
+use crate::http_api::{self, json_error};
 use crate::http_message::{self, QOS_HEADER};
 use crate::r2;
 
@@ -189,10 +188,6 @@ fn ndjson(body: String) -> Result<Response> {
         .headers_mut()
         .set("Content-Type", NDJSON_CONTENT_TYPE)?;
     Ok(response)
-}
-
-fn json_error(status: u16, message: impl Into<String>) -> Result<Response> {
-    Ok(Response::from_json(&json!({ "error": message.into() }))?.with_status(status))
 }
 
 #[cfg(test)]

@@ -2,6 +2,8 @@
 
 use worker::{event, Context, Env, Request, Response, Result};
 
+use crate::http_api::json_error;
+use crate::ingress_auth::Caller;
 use crate::{admin, http_api, ingress_auth, GRANT_HEADER, NAMESPACE_BINDING, NAMESPACE_HEADER};
 
 /// The namespace of `/mqtt`.
@@ -20,9 +22,9 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
         return http_api::handle(req, &env).await;
     }
     let Some(namespace) = namespace_from_path(&path) else {
-        return Response::error(
-            format!("not found: {path}; MQTT is served on /mqtt, the admin API under /admin/"),
+        return json_error(
             404,
+            format!("not found: {path}; MQTT is served on /mqtt, the admin API under /admin/"),
         );
     };
     let Some(namespace) = namespace.filter(|name| valid_namespace(name)) else {
@@ -46,10 +48,10 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
 
     // Both checks run here, so a flood or a bad token never wakes the
     // Durable Object.
-    if let Some(limited) = ingress_auth::check_rate(&req, &env, "mqtt").await? {
+    if let Some(limited) = ingress_auth::check_rate(&req, &env, "mqtt", Caller::WebSocket).await? {
         return Ok(limited);
     }
-    let grant = match ingress_auth::check_upgrade(&req, &env, &namespace)? {
+    let grant = match ingress_auth::check_token(&req, &env, &namespace, Caller::WebSocket)? {
         Ok(grant) => grant,
         Err(rejection) => return Ok(rejection),
     };

@@ -7,9 +7,7 @@
 
 use broker::archive::{UpkeepReport, NAMESPACE_MARKER_PREFIX};
 use serde_json::json;
-use worker::{
-    console_error, event, Env, Method, Request, RequestInit, ScheduleContext, ScheduledEvent,
-};
+use worker::{event, Env, Method, Request, RequestInit, ScheduleContext, ScheduledEvent};
 
 use crate::{http_api, logging, r2, NAMESPACE_BINDING, NAMESPACE_HEADER};
 
@@ -23,14 +21,14 @@ async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     let bucket = match r2::bucket(&env) {
         Ok(bucket) => bucket,
         Err(message) => {
-            console_error!("scheduled upkeep: {message}");
+            logging::error(None, &format!("scheduled upkeep: {message}"));
             return;
         }
     };
     let markers = match r2::list(&bucket, NAMESPACE_MARKER_PREFIX, None, |_| true).await {
         Ok(markers) => markers,
         Err(message) => {
-            console_error!("scheduled upkeep: {message}");
+            logging::error(None, &format!("scheduled upkeep: {message}"));
             return;
         }
     };
@@ -53,7 +51,7 @@ async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
                 total.audit_objects_deleted += report.audit_objects_deleted;
             }
             Err(message) => {
-                console_error!("scheduled upkeep: namespace {name}: {message}");
+                logging::error(Some(name), &format!("scheduled upkeep: {message}"));
                 failed.push(name.to_string());
             }
         }

@@ -16,10 +16,7 @@ use broker::{Message, StoreOp};
 use bytes::{Bytes, BytesMut};
 use codec::PacketId;
 use serde_json::json;
-use worker::{
-    console_error, console_log, Bucket, Date, Env, Method, Request, Response, Result, SqlStorage,
-    SqlStorageValue,
-};
+use worker::{Bucket, Date, Env, Method, Request, Response, Result, SqlStorage, SqlStorageValue};
 
 use super::http::{json_error, query_pairs, query_value};
 use super::Namespace;
@@ -199,7 +196,10 @@ impl Archive {
         );
         match result {
             Ok(_) => self.mirror_pending += 1,
-            Err(error) => console_error!("recording a retained change for R2 failed: {error}"),
+            Err(error) => logging::error(
+                None,
+                &format!("recording a retained change for R2 failed: {error}"),
+            ),
         }
     }
 
@@ -226,7 +226,10 @@ impl Archive {
                 self.audited += 1;
                 self.buffer.add(size, now_ms);
             }
-            Err(error) => console_error!("buffering an audited message failed: {error}"),
+            Err(error) => logging::error(
+                None,
+                &format!("buffering an audited message failed: {error}"),
+            ),
         }
     }
 
@@ -294,7 +297,7 @@ impl Archive {
                 };
             }
             (Err(error), _) | (_, Err(error)) => {
-                console_error!("counting archive rows failed: {error}")
+                logging::error(None, &format!("counting archive rows failed: {error}"))
             }
         }
     }
@@ -385,8 +388,9 @@ impl Namespace {
                 archive.write_failures += 1;
                 let delay = archive.settings.retry_delay_ms(archive.failures);
                 archive.retry_at = Some(Date::now().as_millis() + delay);
-                console_error!(
-                    "namespace {namespace}: R2 write failed, retrying in {delay} ms: {message}"
+                logging::error(
+                    Some(&namespace),
+                    &format!("R2 write failed, retrying in {delay} ms: {message}"),
                 );
                 false
             }
@@ -552,27 +556,28 @@ impl Namespace {
     /// Imports NDJSON retained records: every line is checked before any
     /// is set, and expired ones are skipped.
     fn import_retained(&self, body: &str) -> Result<Response> {
-        let records = match archive::parse_ndjson(body) {
+        let records = match archive::parse_ndjson_numbered(body) {
             Ok(records) => records,
             Err(message) => return json_error(400, message),
         };
+        let record_count = records.len() as u64;
         let mut messages = Vec::with_capacity(records.len());
-        for (index, record) in records.iter().enumerate() {
+        for (line, record) in &records {
             match record.to_message() {
-                Ok(message) => messages.push(message),
-                Err(message) => return json_error(400, format!("record {}: {message}", index + 1)),
+                Ok(message) => messages.push((*line, message)),
+                Err(message) => return json_error(400, format!("line {line}: {message}")),
             }
         }
         let outcome = self.with_loaded(|loaded, now| {
-            for (index, message) in messages.iter().enumerate() {
+            for (line, message) in &messages {
                 let mut publish = message.to_publish(Some(PacketId::MIN), false, now);
                 publish.retain = true;
                 if let Err(error) = loaded.broker.check_replay(&publish) {
-                    return Err(format!("record {}: {error}", index + 1));
+                    return Err(format!("line {line}: {error}"));
                 }
             }
             let mut imported = 0u64;
-            for message in messages {
+            for (_, message) in messages {
                 if let Ok(true) = loaded.broker.import_retained(message, now) {
                     imported += 1;
                 }
@@ -584,7 +589,7 @@ impl Namespace {
             Some(Err(message)) => json_error(400, message),
             Some(Ok(imported)) => Response::from_json(&json!({
                 "imported": imported,
-                "skipped": records.len() as u64 - imported,
+                "skipped": record_count - imported,
             })),
         }
     }
@@ -719,7 +724,7 @@ impl Namespace {
         };
         match deleted {
             Ok(count) => report.audit_objects_deleted = count,
-            Err(message) => console_error!("namespace {namespace}: upkeep: {message}"),
+            Err(message) => logging::error(Some(namespace), &format!("upkeep: {message}")),
         }
         if let Some(loaded) = self.loaded.borrow_mut().as_mut() {
             loaded
@@ -747,7 +752,13 @@ async fn write_retained(
     value: Vec<u8>,
 ) -> std::result::Result<(), String> {
     let Some(key) = archive::retained_key(namespace, topic) else {
-        console_log!("namespace {namespace}: a retained topic of {} bytes is too long for an R2 key; not mirrored", topic.len());
+        logging::info_message(
+            Some(namespace),
+            &format!(
+                "a retained topic of {} bytes is too long for an R2 key; not mirrored",
+                topic.len()
+            ),
+        );
         return Ok(());
     };
     if value.is_empty() {
@@ -757,7 +768,10 @@ async fn write_retained(
             .map_err(|error| format!("deleting {key} failed: {error}"));
     }
     let Some(message) = Message::decode_stored(&mut Bytes::from(value)) else {
-        console_error!("namespace {namespace}: a pending retained row does not decode; skipped");
+        logging::error(
+            Some(namespace),
+            "a pending retained row does not decode; skipped",
+        );
         return Ok(());
     };
     let line = MessageRecord::from_message(&message, None, None).to_line();

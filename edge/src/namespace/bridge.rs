@@ -12,12 +12,13 @@ use std::rc::Rc;
 use broker::bridge::{validate_rules, Batch, BridgeSettings, Outbox, OutboxLimits, Rule};
 use broker::Message;
 use serde_json::json;
-use worker::{console_error, Date, Method, Queue, Request, Response, Result, SqlStorage};
+use worker::{Date, Method, Queue, Request, Response, Result, SqlStorage};
 use worker::{SqlStorageValue, Storage};
 
 use super::http::json_error;
 use super::{move_alarm_earlier, Alarm, Namespace};
 use crate::bridge::{text_message, QUEUE_BINDING};
+use crate::logging;
 
 const CREATE_OUTBOX: &str = "CREATE TABLE IF NOT EXISTS bridge_outbox (
     seq INTEGER PRIMARY KEY,
@@ -131,7 +132,10 @@ impl Bridge {
                 result = result.and(sql.exec(insert, values).map(|_| ()));
             }
             if let Err(error) = result {
-                console_error!("namespace {namespace}: writing the bridge outbox failed: {error}");
+                logging::error(
+                    Some(namespace),
+                    &format!("writing the bridge outbox failed: {error}"),
+                );
             }
         }
     }
@@ -269,19 +273,23 @@ async fn flush(
                     let stored = delete_rows(&sql, first, high_water)
                         .and_then(|()| write_state(&sql, "high_water", &high_water.to_string()));
                     if let Err(error) = stored {
-                        console_error!(
-                            "namespace {namespace}: removing sent bridge rows failed: {error}"
+                        logging::error(
+                            Some(&namespace),
+                            &format!("removing sent bridge rows failed: {error}"),
                         );
                     }
                     None
                 }
                 Err(error) => {
                     let retry_at = state.outbox.batch_failed(now);
-                    console_error!(
-                        "namespace {namespace}: sending {} bridge messages to the queue failed, \
-                         retrying in {} ms: {error}",
-                        batch.seqs.len(),
-                        retry_at.saturating_sub(now)
+                    logging::error(
+                        Some(&namespace),
+                        &format!(
+                            "sending {} bridge messages to the queue failed, \
+                             retrying in {} ms: {error}",
+                            batch.seqs.len(),
+                            retry_at.saturating_sub(now)
+                        ),
                     );
                     Some(retry_at)
                 }

@@ -9,11 +9,11 @@ use bytes::Bytes;
 use codec::Publish;
 use serde::Deserialize;
 use serde_json::json;
-use worker::{console_error, Date, Method, Request, Response, Result, SqlStorage};
+use worker::{Date, Method, Request, Response, Result, SqlStorage};
 
 use super::{Loaded, Namespace};
 use crate::http_message::{self, MessageJson, PropertyHeaders};
-use crate::{auth_env, GRANT_HEADER, NAMESPACE_HEADER};
+use crate::{auth_env, logging, GRANT_HEADER, NAMESPACE_HEADER};
 
 /// Header of a publish request that makes retries safe.
 const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
@@ -35,7 +35,13 @@ const CREATE_IDEMPOTENCY_TABLE: &str = "CREATE TABLE IF NOT EXISTS http_idempote
 /// The rights of a request: every topic, or the topics its token's ACL allows.
 pub(super) enum Access {
     Anonymous,
-    Token { subject: String, acl: Acl },
+    Token {
+        subject: String,
+        acl: Acl,
+        /// When the token stops being accepted (`exp` plus the leeway), in
+        /// milliseconds since the Unix epoch.
+        ends_at_ms: Option<u64>,
+    },
 }
 
 impl Access {
@@ -69,6 +75,15 @@ impl Access {
         }
     }
 
+    /// Returns when the token stops being accepted; `None` for anonymous
+    /// requests and tokens without `exp`.
+    pub(super) fn ends_at_ms(&self) -> Option<u64> {
+        match self {
+            Access::Anonymous => None,
+            Access::Token { ends_at_ms, .. } => *ends_at_ms,
+        }
+    }
+
     /// Returns the token's ACL; `None` for anonymous requests.
     pub(super) fn acl(&self) -> Option<&Acl> {
         match self {
@@ -78,10 +93,7 @@ impl Access {
     }
 }
 
-/// Builds a JSON error response: `{"error": message}`.
-pub(super) fn json_error(status: u16, message: impl Into<String>) -> Result<Response> {
-    Ok(Response::from_json(&json!({ "error": message.into() }))?.with_status(status))
-}
+pub(super) use crate::http_api::json_error;
 
 /// Returns the query parameters of a request, in order, with repeats.
 pub(super) fn query_pairs(req: &Request) -> Result<Vec<(String, String)>> {
@@ -118,7 +130,7 @@ impl Namespace {
     async fn route_http(&self, mut req: Request) -> Result<Response> {
         let namespace = req.headers().get(NAMESPACE_HEADER)?.unwrap_or_default();
         if let Err(message) = self.ensure_loaded(&namespace) {
-            console_error!("namespace {namespace}: cannot start: {message}");
+            logging::error(Some(&namespace), &format!("cannot start: {message}"));
             return json_error(500, format!("broker unavailable: {message}"));
         }
         let path = req.path();
@@ -161,14 +173,26 @@ impl Namespace {
         match Grant::from_header_value(&header) {
             Ok(Some(grant)) => {
                 let acl = grant.acl(&grant.sub, None);
+                let verifier = auth_env::token_verifier(&self.env);
+                let leeway = match verifier.as_ref() {
+                    Ok(verifier) => verifier.settings().leeway_secs,
+                    Err(_) => 0,
+                };
+                let ends_at_ms = grant
+                    .expires_at
+                    .map(|exp| exp.saturating_add(leeway).saturating_mul(1000));
                 return Ok(Ok(Access::Token {
                     subject: grant.sub,
                     acl,
+                    ends_at_ms,
                 }));
             }
             Ok(None) => {}
             Err(error) => {
-                console_error!("grant header from the ingress does not decode: {error}");
+                logging::error(
+                    None,
+                    &format!("grant header from the ingress does not decode: {error}"),
+                );
                 return Ok(Err(json_error(
                     500,
                     "internal error: invalid grant from the ingress",
@@ -519,6 +543,6 @@ fn store_idempotency(sql: &SqlStorage, key: &str, status: u16, body: &str) {
         vec![key.into(), i64::from(status).into(), body.into(), now.into()],
     );
     if let Err(error) = result {
-        console_error!("storing idempotency key failed: {error}");
+        logging::error(None, &format!("storing idempotency key failed: {error}"));
     }
 }

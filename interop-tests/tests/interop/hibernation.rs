@@ -1,8 +1,8 @@
 //! Hibernation: workerd evicts a Durable Object whose only activity is
 //! hibernatable WebSockets after some time without events, even with an
 //! alarm pending, and builds it again on the next event or alarm. The
-//! Worker logs `broker started with N open sockets` each time it builds the
-//! broker, so N > 0 shows a wake from hibernation.
+//! Worker logs a `broker started` line with `open_sockets` N each time it
+//! builds the broker, so N > 0 shows a wake from hibernation.
 //!
 //! NOTE: with wrangler 4.86.0 here, an object idle for 20 s was still in
 //! memory and one idle for 25 s had been evicted. The alarms below assume
@@ -45,13 +45,11 @@ fn alarm_wake_knows_namespace() -> Result<(), Failed> {
 
     // The first start, for the upgrade, logs the same line; the wake is the
     // second one.
-    let started = format!("namespace {namespace}: broker started with 0 open sockets");
     let deadline = Instant::now() + HIBERNATION_TIMEOUT;
     while Instant::now() < deadline {
-        let starts = server
-            .log()
-            .lines()
-            .filter(|line| line.contains(&started))
+        let starts = crate::broker_starts(&server.log(), namespace)
+            .into_iter()
+            .filter(|&open_sockets| open_sockets == 0)
             .count();
         if starts >= 2 {
             return Ok(());
@@ -79,14 +77,11 @@ fn idle_client(id: &str, clean: bool, session_expiry: u32) -> Connect {
     )
 }
 
-/// Returns the largest N of the `broker started with N open sockets` lines
-/// in `log` for `namespace`.
+/// Returns the largest `open_sockets` of the `broker started` lines in
+/// `log` for `namespace`.
 fn open_sockets_at_start(log: &str, namespace: &str) -> Option<usize> {
-    let prefix = format!("namespace {namespace}: broker started with ");
-    log.lines()
-        .filter_map(|line| line.split_once(&prefix).map(|(_, rest)| rest))
-        .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
-        .max()
+    let open_sockets = crate::broker_starts(log, namespace).into_iter().max()?;
+    usize::try_from(open_sockets).ok()
 }
 
 /// Sets up a subscription, an unacknowledged QoS 1 delivery, an unreleased

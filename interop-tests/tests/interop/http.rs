@@ -856,16 +856,36 @@ fn publish_token(publish: &str) -> Result<String, Failed> {
     Ok(jsonwebtoken::encode(&header, &claims, &key)?)
 }
 
+/// Checks that `response` is `{"error": …}` JSON whose message starts
+/// with `prefix`.
+fn assert_json_error(response: &HttpResponse, prefix: &str) {
+    let content_type = response.header("Content-Type").unwrap_or_default();
+    assert!(
+        content_type.starts_with("application/json"),
+        "Content-Type {content_type:?}: {}",
+        response.text()
+    );
+    let body: serde_json::Value = serde_json::from_slice(&response.body)
+        .unwrap_or_else(|error| panic!("body is not JSON ({error}): {}", response.text()));
+    let message = body["error"].as_str().unwrap_or_default();
+    assert!(message.starts_with(prefix), "error message: {message:?}");
+}
+
 /// With anonymous access off, `POST /publish/...` needs a token whose ACL
 /// covers the topic, and `/admin/metrics` needs the admin bearer secret.
 fn token_and_admin_auth() -> Result<(), Failed> {
     let persist = tempfile::tempdir()?;
     let server = Wrangler::start_authenticated(persist.path(), &[]);
     let port = server.port();
-    run(async move {
+    run(async {
         let path = "/publish/authtest/allowed";
         let response = post(port, path, &[], b"x").await?;
         assert_eq!(response.status, 401, "no token: {}", response.text());
+
+        let malformed = [("Authorization", "Bearer not-a-jwt")];
+        let response = post(port, path, &malformed, b"x").await?;
+        assert_eq!(response.status, 401, "malformed token: {}", response.text());
+        assert_json_error(&response, "invalid token");
 
         let narrow = format!("Bearer {}", publish_token("authtest/other")?);
         let response = post(port, path, &[("Authorization", &narrow)], b"x").await?;
@@ -887,6 +907,11 @@ fn token_and_admin_auth() -> Result<(), Failed> {
             !response.text().contains("mqtt_"),
             "metrics leaked past the gate"
         );
+        assert_json_error(&response, "admin credentials missing or invalid");
+
+        let response = get(port, "/nope").await?;
+        assert_eq!(response.status, 404, "unknown route: {}", response.text());
+        assert_json_error(&response, "not found: /nope");
 
         let admin = format!("Bearer {TEST_ADMIN_TOKEN}");
         let headers = [("Authorization", admin.as_str())];
@@ -902,6 +927,18 @@ fn token_and_admin_auth() -> Result<(), Failed> {
             "the accepted publish is not counted: {text}"
         );
         assert!(text.contains("mqtt_rate_limit_disconnects_total"), "{text}");
+
+        // The ingress logs the malformed token above without a client id.
+        let deadline = Instant::now() + WAIT;
+        while !server.log().lines().any(|line| {
+            line.contains("\"message\":\"authentication failed")
+                && line.contains("\"client_id\":\"(HTTP request)\"")
+        }) {
+            if Instant::now() > deadline {
+                return Err(format!("no HTTP auth failure log line:\n{}", server.log()).into());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         Ok(())
     })
 }

@@ -112,3 +112,18 @@ fn main() {
     }
     conclusion.exit();
 }
+
+/// Returns the `open_sockets` field of every `broker started` log line of
+/// `namespace` in `log`, in order. The Durable Object logs one such JSON
+/// line each time it builds its broker.
+pub(crate) fn broker_starts(log: &str, namespace: &str) -> Vec<u64> {
+    log.lines()
+        .filter_map(|line| {
+            let start = line.find('{')?;
+            let end = line.rfind('}')?;
+            serde_json::from_str::<serde_json::Value>(line.get(start..=end)?).ok()
+        })
+        .filter(|fields| fields["message"] == "broker started" && fields["namespace"] == namespace)
+        .filter_map(|fields| fields["open_sockets"].as_u64())
+        .collect()
+}
