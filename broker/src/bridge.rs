@@ -647,10 +647,7 @@ impl Outbox {
     /// Renders the bridge counters and the outbox depth in the Prometheus
     /// text format, each sample labelled with `namespace`.
     pub fn to_prometheus(&self, namespace: &str) -> String {
-        let ns = namespace
-            .replace('\\', "\\\\")
-            .replace('"', "\\\"")
-            .replace('\n', "\\n");
+        let ns = crate::metrics::escape_label(namespace);
         let metrics = &self.metrics;
         let mut out = String::new();
         let samples = [
@@ -689,22 +686,17 @@ impl Outbox {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             let _ = writeln!(out, "{name}{{namespace=\"{ns}\"}} {value}");
         }
-        let name = "mqtt_bridge_messages_dropped_total";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Bridge messages dropped, by reason.\n# TYPE {name} counter"
-        );
         let drops = [
-            (BridgeDrop::OutboxFull, metrics.dropped_outbox_full),
-            (BridgeDrop::TooLarge, metrics.dropped_too_large),
+            (BridgeDrop::OutboxFull.label(), metrics.dropped_outbox_full),
+            (BridgeDrop::TooLarge.label(), metrics.dropped_too_large),
         ];
-        for (reason, value) in drops {
-            let label = reason.label();
-            let _ = writeln!(
-                out,
-                "{name}{{namespace=\"{ns}\",reason=\"{label}\"}} {value}"
-            );
-        }
+        crate::metrics::write_counter_by_reason(
+            &mut out,
+            "mqtt_bridge_messages_dropped_total",
+            "Bridge messages dropped, by reason.",
+            &ns,
+            &drops,
+        );
         out
     }
 }
@@ -810,6 +802,11 @@ mod tests {
         assert_eq!(admitted.evicted, vec![2]);
         assert_eq!(outbox.depth(), 2);
         assert_eq!(outbox.metrics().dropped_outbox_full, 2);
+        let text = outbox.to_prometheus("n\"1");
+        assert!(text.contains("# TYPE mqtt_bridge_messages_dropped_total counter\n"));
+        assert!(text.contains(
+            "mqtt_bridge_messages_dropped_total{namespace=\"n\\\"1\",reason=\"outbox_full\"} 2\n"
+        ));
         let batch = outbox.next_batch(0).unwrap();
         assert_eq!(batch.seqs, vec![3, 4]);
     }

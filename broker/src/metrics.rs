@@ -237,30 +237,46 @@ impl Metrics {
                 let _ = writeln!(out, "{name}{{namespace=\"{ns}\",qos=\"{qos}\"}} {value}");
             }
         }
-        let name = "mqtt_messages_dropped_total";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Messages not delivered, by reason.\n# TYPE {name} counter"
-        );
         let drops = [
-            (DropReason::QueueFull, self.dropped_queue_full),
-            (DropReason::PacketTooLarge, self.dropped_packet_too_large),
-            (DropReason::Expired, self.dropped_expired),
-            (DropReason::NoPacketId, self.dropped_no_packet_id),
+            (DropReason::QueueFull.label(), self.dropped_queue_full),
+            (
+                DropReason::PacketTooLarge.label(),
+                self.dropped_packet_too_large,
+            ),
+            (DropReason::Expired.label(), self.dropped_expired),
+            (DropReason::NoPacketId.label(), self.dropped_no_packet_id),
         ];
-        for (reason, value) in drops {
-            let label = reason.label();
-            let _ = writeln!(
-                out,
-                "{name}{{namespace=\"{ns}\",reason=\"{label}\"}} {value}"
-            );
-        }
+        write_counter_by_reason(
+            &mut out,
+            "mqtt_messages_dropped_total",
+            "Messages not delivered, by reason.",
+            &ns,
+            &drops,
+        );
         out
     }
 }
 
+/// Appends one counter with a sample per reason, labelled with `namespace`
+/// (already escaped) and `reason`.
+pub(crate) fn write_counter_by_reason(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    namespace: &str,
+    samples: &[(&str, u64)],
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+    for (reason, value) in samples {
+        let _ = writeln!(
+            out,
+            "{name}{{namespace=\"{namespace}\",reason=\"{reason}\"}} {value}"
+        );
+    }
+}
+
 /// Escapes a label value: backslash, double quote and line feed.
-fn escape_label(value: &str) -> String {
+pub(crate) fn escape_label(value: &str) -> String {
     value
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
