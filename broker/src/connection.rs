@@ -104,7 +104,7 @@ impl Connection {
         }
     }
 
-    /// Whether the connection's token has expired at `now_ms`.
+    /// Reports whether the connection's token has expired at `now_ms`.
     pub fn token_expired(&self, now_ms: u64) -> bool {
         self.session
             .as_ref()

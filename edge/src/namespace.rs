@@ -362,8 +362,8 @@ impl Namespace {
         self.carry_out(loaded);
     }
 
-    /// Runs `event` like [`Namespace::with_broker`], but holds its outputs
-    /// when they write to storage or when earlier outputs are held, so that
+    /// Runs `event` like [`Namespace::with_broker`], but defers its outputs
+    /// when they write to storage or when earlier outputs are deferred, so that
     /// the writes of the events that arrive meanwhile share one transaction
     /// and one commit. Returns whether this event started the hold: its
     /// handler then waits [`GROUP_COMMIT_WAIT`] and carries out everything

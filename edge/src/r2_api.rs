@@ -10,7 +10,7 @@ use worker::{Date, Env, Method, Request, RequestInit, Response, Result};
 
 use crate::http_api::{self, json_error};
 use crate::http_message::{self, QOS_HEADER};
-use crate::r2;
+use crate::{logging, r2};
 
 /// Content type of NDJSON bodies.
 pub const NDJSON_CONTENT_TYPE: &str = "application/x-ndjson";
@@ -68,14 +68,25 @@ async fn read_mirrored(env: &Env, namespace: &str, encoded_topic: &str) -> Resul
     let Some(key) = archive::retained_key(namespace, &topic) else {
         return json_error(400, "topic too long for an R2 key");
     };
+
     let bucket = match r2::bucket(env) {
         Ok(bucket) => bucket,
-        Err(message) => return json_error(500, message),
+        Err(message) => {
+            logging::error(Some(namespace), &format!("mirror read failed: {message}"));
+            return json_error(500, message);
+        }
     };
     let text = match r2::read_text(&bucket, &key).await {
         Ok(text) => text,
-        Err(message) => return json_error(502, message),
+        Err(message) => {
+            logging::error(
+                Some(namespace),
+                &format!("mirror read of {key} failed: {message}"),
+            );
+            return json_error(502, message);
+        }
     };
+
     let now = Date::now().as_millis();
     let record = text
         .as_deref()
@@ -86,8 +97,13 @@ async fn read_mirrored(env: &Env, namespace: &str, encoded_topic: &str) -> Resul
         return json_error(404, format!("no mirrored retained message on {topic:?}"));
     };
     let Ok(payload) = BASE64.decode(&record.payload_base64) else {
+        logging::error(
+            Some(namespace),
+            &format!("mirrored record {key} has an invalid payload"),
+        );
         return json_error(502, format!("mirrored record of {topic:?} is damaged"));
     };
+
     let mut response = Response::from_bytes(payload)?;
     let headers = response.headers_mut();
     if let Some(content_type) = &record.content_type {

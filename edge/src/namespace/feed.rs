@@ -213,7 +213,7 @@ mod tests {
     use super::super::feed_sessions::SessionLimits;
     use super::*;
 
-    /// A feed with no named sessions.
+    /// Creates a feed with no named sessions.
     fn unnamed_feed(instance: u64, capacity: usize) -> Feed {
         let limits = SessionLimits {
             max_messages: 10,

@@ -483,9 +483,9 @@ fn acl_enforced() -> Result<(), Failed> {
     })
 }
 
-/// A connection and an SSE stream end when their token expires (here with
-/// no leeway): MQTT 5.0 gets DISCONNECT 0x87, the stream a last `error`
-/// event, and a new CONNECT with the token gets CONNACK 0x86.
+/// Checks that a connection and an SSE stream end when their token expires
+/// (here with no leeway). MQTT 5.0 gets DISCONNECT 0x87 and the stream a
+/// last `error` event. A new CONNECT with the token gets CONNACK 0x86.
 fn token_expiry() -> Result<(), Failed> {
     let persist = tempfile::tempdir()?;
     let audience = format!("[{AUDIENCE:?}]");

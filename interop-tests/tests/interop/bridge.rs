@@ -1,8 +1,8 @@
 //! The bridge to Cloudflare Queues under `wrangler dev`, which runs the
-//! queues, their consumer and R2 locally: messages published over MQTT and
+//! queues, their consumer and R2 locally. Messages published over MQTT and
 //! HTTP reach a webhook receiver started here, signed and with their id as
-//! `Idempotency-Key`; failed deliveries are retried, dead-lettered into R2
-//! and re-driven through the admin API; a receiver that is down for a while
+//! `Idempotency-Key`. Failed deliveries are retried, dead-lettered into R2
+//! and re-driven through the admin API. A receiver that is down for a while
 //! loses nothing.
 //!
 //! The tests share one server with short retry delays. Each test uses its
@@ -401,10 +401,10 @@ async fn publish(
     Ok(())
 }
 
-/// Messages published over MQTT and over HTTP reach the webhook, signed,
-/// with the id as `Idempotency-Key`, as JSON with text or base64 payload
-/// and the MQTT 5.0 properties; a topic no rule matches is not bridged,
-/// and the metrics count what the outbox queued and sent.
+/// Checks that messages published over MQTT and HTTP reach the webhook as
+/// signed JSON, with the id as `Idempotency-Key`, the payload as text or
+/// base64, and the MQTT 5.0 properties. A topic no rule matches is not
+/// bridged, and the metrics count what the outbox queued and sent.
 fn signed_delivery() -> Result<(), Failed> {
     let shared = server();
     let server = &shared.server;
@@ -557,9 +557,9 @@ fn retries_then_succeeds() -> Result<(), Failed> {
     Ok(())
 }
 
-/// A webhook that always fails gets every allowed attempt; the message
-/// then appears under `/admin/dead-letters` with its last error, and a
-/// re-drive delivers it once the webhook recovers and empties the list.
+/// Checks that a webhook that always fails gets every allowed attempt. The
+/// message then appears under `/admin/dead-letters` with its last error.
+/// Once the webhook recovers, a re-drive delivers it and empties the list.
 fn dead_letter_and_redrive() -> Result<(), Failed> {
     let shared = server();
     let port = shared.server.port();
